@@ -1,0 +1,176 @@
+"""Configs as frozen dataclasses, and the three presets: "smoke", "toy", "full".
+
+One config describes everything needed to rebuild a model from a checkpoint: the clip
+shape, the text encoder, the U-Net, its inflation into a Space-Time U-Net, the diffusion
+process and the training recipe. `Config.to_dict` / `Config.from_dict` round-trip it
+through JSON (checkpoints keep it in their safetensors metadata).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The text encoder: a small transformer over the toy vocabulary."""
+    encoder: str = "toy"      # "toy", or "t5:<model name>" (optional, needs transformers + network)
+    dim: int = 64             # embedding width D of the context (B, L, D)
+    layers: int = 2
+    heads: int = 4
+    max_len: int = 8          # tokens per caption, <bos> included
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The text-to-image U-Net (Section 3 of the paper starts from one)."""
+    channels: tuple[int, ...] = (32, 64, 128)   # width per level; len(channels) - 1 down-samplings
+    blocks_per_level: int = 1
+    attention_levels: tuple[bool, ...] = (False, True, True)
+    head_dim: int = 32
+    norm_groups: int = 8
+    context_dim: int = 64     # must equal TextConfig.dim
+    image_channels: int = 3
+    cond_channels: int = 0    # extra input channels (e.g. <C, M> = 4), weights start at zero
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class STUNetConfig:
+    """How the U-Net is inflated into a Space-Time U-Net (Section 3.1)."""
+    temporal_downsample: tuple[bool, ...] = (True, True)  # one flag per spatial down-sampling
+    temporal_kernel: int = 3
+    freeze_spatial: bool = True    # the paper's recipe: T2I weights frozen, new layers train
+    cond_channels: int = 0         # 4 for <C, M> conditioning (masked clip + mask)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    schedule: str = "cosine"       # "cosine" or "linear"
+    num_steps: int = 1000
+    prediction: str = "v"          # "eps", "x0" or "v"
+    sample_steps: int = 50         # DDIM steps at sampling time
+    guidance: float = 4.0          # classifier-free guidance scale at sampling time
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1   # share of empty captions, for classifier-free guidance
+    minutes: float = 10.0          # wall-clock budget per stage (whichever of steps/minutes ends first)
+    max_steps: int = 100_000
+    checkpoint_every: int = 500
+    log_every: int = 25
+    sample_every: int = 1000
+    workers: int = 1
+    seed: int = 0
+    bf16: bool = False
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "toy"
+    frames: int = 16          # base clip length T
+    size: int = 16            # base clip height = width
+    ssr_size: int = 64        # output resolution of spatial super-resolution
+    text: TextConfig = field(default_factory=TextConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    stunet: STUNetConfig = field(default_factory=STUNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        return _build(cls, d)
+
+    @classmethod
+    def from_json(cls, s: str) -> "Config":
+        return cls.from_dict(json.loads(s))
+
+    def replace(self, **changes) -> "Config":
+        """A copy with top-level fields changed, e.g. `cfg.replace(frames=8)`."""
+        return dataclasses.replace(self, **changes)
+
+
+def _build(cls, d: dict):
+    """Rebuild a (nested) frozen dataclass from a dict; lists become tuples."""
+    kwargs = {}
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(names)}")
+    for key, value in d.items():
+        sub = _DATACLASS_FIELDS.get((cls, key))
+        if sub is not None:
+            value = _build(sub, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+_DATACLASS_FIELDS = {
+    (Config, "text"): TextConfig,
+    (Config, "unet"): UNetConfig,
+    (Config, "stunet"): STUNetConfig,
+    (Config, "diffusion"): DiffusionConfig,
+    (Config, "train"): TrainConfig,
+}
+
+
+def _smoke() -> Config:
+    """Seconds on a CPU: what the tests and the papermill runs use."""
+    return Config(
+        name="smoke", frames=8, size=16, ssr_size=32,
+        text=TextConfig(dim=32, layers=1, heads=2),
+        unet=UNetConfig(channels=(16, 32), attention_levels=(False, True), head_dim=16,
+                        norm_groups=4, context_dim=32),
+        stunet=STUNetConfig(temporal_downsample=(True,)),
+        diffusion=DiffusionConfig(sample_steps=10, guidance=2.0),
+        train=TrainConfig(batch_size=4, warmup_steps=5, minutes=1.0, max_steps=20,
+                          checkpoint_every=10, log_every=5, sample_every=10, workers=0),
+    )
+
+
+def _toy() -> Config:
+    """Minutes on a laptop CPU: the shipped weights and what the book shows."""
+    return Config(name="toy")
+
+
+def _full() -> Config:
+    """The paper's shapes: 80 frames at 128x128 (4 temporal down-samplings: 80 -> 5 frames)."""
+    return Config(
+        name="full", frames=80, size=128, ssr_size=1024,
+        text=TextConfig(dim=512, layers=6, heads=8, max_len=64),
+        unet=UNetConfig(channels=(128, 256, 512, 512, 1024), blocks_per_level=2,
+                        attention_levels=(False, False, True, True, True), head_dim=64,
+                        norm_groups=32, context_dim=512),
+        stunet=STUNetConfig(temporal_downsample=(True, True, True, True)),
+        diffusion=DiffusionConfig(sample_steps=64, guidance=8.0),
+        train=TrainConfig(batch_size=8, lr=1e-4, warmup_steps=1000, minutes=float("inf"),
+                          checkpoint_every=2000, log_every=50, sample_every=5000, workers=8,
+                          bf16=True, compile=True),
+    )
+
+
+PRESETS = {"smoke": _smoke, "toy": _toy, "full": _full}
+
+
+def get_config(name: str = "toy") -> Config:
+    """One of the presets "smoke", "toy", "full"."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown config {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,204 @@
+"""The toy world: procedural captioned videos, deterministic by seed.
+
+One solid shape on a dark background, moving in a straight line at constant speed,
+fully inside the frame for the whole clip, travelling at least a quarter of the frame.
+Captions follow the grammar `a {color} {shape} moving {direction}`. Shapes are drawn
+with anti-aliased edges (pixel coverage from a signed distance), so downsampling and
+super-resolution have something real to lose and recover.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+COLORS = {  # name -> RGB in [0, 255]
+    "red": (230, 45, 45),
+    "green": (40, 200, 60),
+    "blue": (55, 90, 245),
+    "yellow": (235, 215, 40),
+    "cyan": (40, 215, 225),
+    "magenta": (215, 50, 215),
+}
+SHAPES = ("circle", "square", "triangle")
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (dx, dy), y down
+BACKGROUND = (16, 16, 24)
+GRAMMAR = "a {color} {shape} moving {direction}"
+
+MIN_SIZE, MAX_SIZE = 16, 256
+MIN_FRAMES, MAX_FRAMES = 2, 128
+RADIUS_RANGE = (0.17, 0.24)   # half-extent of the shape, as a share of the frame
+MIN_TRAVEL = 0.25             # share of the frame travelled over the clip
+
+# Held out of training: 12 of the 72 combinations, i -> (color i mod 6, shape i mod 3,
+# direction i mod 4). Every color is held out twice, every shape four times, every
+# direction three times, so each word is still seen in training, only the combination is new.
+HELDOUT = tuple(
+    (list(COLORS)[i % 6], SHAPES[i % 3], list(DIRECTIONS)[i % 4]) for i in range(12)
+)
+
+
+def caption_of(color: str, shape: str, direction: str) -> str:
+    return GRAMMAR.format(color=color, shape=shape, direction=direction)
+
+
+def parse_caption(caption: str) -> tuple[str, str, str]:
+    """`"a red circle moving left"` -> `("red", "circle", "left")`; ValueError names the bad word."""
+    if not isinstance(caption, str):
+        raise TypeError(f"caption must be a str, got {type(caption).__name__}")
+    words = caption.strip().lower().split()
+    slots = [("a", {"a"}), ("color", COLORS), ("shape", SHAPES), ("moving", {"moving"}),
+             ("direction", DIRECTIONS)]
+    if len(words) != len(slots):
+        raise ValueError(f"caption {caption!r} has {len(words)} words; the grammar is "
+                         f"{GRAMMAR!r} with color in {list(COLORS)}, shape in {list(SHAPES)}, "
+                         f"direction in {list(DIRECTIONS)}")
+    for word, (slot, allowed) in zip(words, slots):
+        if word not in allowed:
+            raise ValueError(f"caption {caption!r}: {word!r} is not a valid {slot}; expected one of "
+                             f"{sorted(allowed)} (grammar {GRAMMAR!r})")
+    return words[1], words[2], words[4]
+
+
+def captions(split: str = "train") -> list[str]:
+    """All captions of a split: "train" (60), "heldout" (12) or "all" (72)."""
+    combos = list(itertools.product(COLORS, SHAPES, DIRECTIONS))
+    if split == "all":
+        chosen = combos
+    elif split == "train":
+        chosen = [c for c in combos if c not in HELDOUT]
+    elif split == "heldout":
+        chosen = list(HELDOUT)
+    else:
+        raise ValueError(f"split={split!r}; choose 'train', 'heldout' or 'all'")
+    return [caption_of(*c) for c in chosen]
+
+
+def shape_coverage(shape: str, cx, cy, radius, size: int) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of one shape per frame.
+
+    cx, cy, radius: arrays (T,) in pixels (pixel centres sit at i + 0.5). Returns (T, H, W).
+    The coverage is 0.5 - signed distance (in pixels), clipped: a one-pixel soft edge.
+    """
+    coords = np.arange(size) + 0.5
+    x = coords[None, None, :] - np.asarray(cx, dtype=np.float64)[:, None, None]  # (T, 1, W)
+    y = coords[None, :, None] - np.asarray(cy, dtype=np.float64)[:, None, None]  # (T, H, 1)
+    r = np.asarray(radius, dtype=np.float64)[:, None, None]
+    if shape == "circle":
+        distance = np.sqrt(x**2 + y**2) - r
+    elif shape == "square":
+        distance = np.maximum(np.abs(x), np.abs(y)) - 0.85 * r
+    elif shape == "triangle":
+        distance = _triangle_distance(x, y, r)
+    else:
+        raise ValueError(f"shape={shape!r}; choose one of {list(SHAPES)}")
+    return np.clip(0.5 - distance, 0.0, 1.0)
+
+
+def _triangle_distance(x, y, r):
+    """Signed distance (exact inside, a bound outside) to an upward triangle with apex
+    (0, -r), base corners (+-r, r): the max over its three edges' half-planes."""
+    # Edges: base y = r (outward normal (0, 1)); sides through apex, outward normals (+-2, -1)/sqrt(5).
+    base = y - r
+    right = (2 * x - y - r) / np.sqrt(5)
+    left = (-2 * x - y - r) / np.sqrt(5)
+    return np.maximum(base, np.maximum(right, left))
+
+
+def trajectory(direction: str, frames: int, rng: np.random.Generator):
+    """A random straight path in [0, 1] units: (cx, cy) of shape (T,), and the radius.
+
+    The shape stays inside the frame on every frame and travels between MIN_TRAVEL and
+    the most the free space allows.
+    """
+    radius = rng.uniform(*RADIUS_RANGE)
+    margin = radius + 0.02
+    span = 1.0 - 2 * margin                       # where the centre may be
+    travel = rng.uniform(MIN_TRAVEL, span)
+    dx, dy = DIRECTIONS[direction]
+    start_along = rng.uniform(margin, margin + span - travel)
+    across = rng.uniform(margin, margin + span)
+    progress = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
+    along = start_along + travel * progress        # increasing coordinate
+    if dx + dy < 0:                                # left / up: run it backwards
+        along = along[::-1]
+    cx, cy = (along, np.full(frames, across)) if dx else (np.full(frames, across), along)
+    return cx, cy, radius
+
+
+def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32) -> np.ndarray:
+    """Render the clip a caption describes: (T, H, W, 3) uint8.
+
+    Same caption, seed, frames and size: same clip. Position, size and speed vary by seed.
+    """
+    color, shape, direction = parse_caption(caption)
+    _check_int("size", size, MIN_SIZE, MAX_SIZE)
+    _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
+    rng = np.random.default_rng([_stable_hash(caption.strip().lower()), int(seed)])
+    cx, cy, radius = trajectory(direction, frames, rng)
+    alpha = shape_coverage(shape, cx * size, cy * size, np.full(frames, radius * size), size)
+    clip = _composite(alpha, COLORS[color])
+    return np.round(clip).astype(np.uint8)
+
+
+def _composite(alpha: np.ndarray, color) -> np.ndarray:
+    """Blend a color over the background with coverage alpha (T, H, W) -> (T, H, W, 3) float."""
+    background = np.asarray(BACKGROUND, dtype=np.float64)
+    foreground = np.asarray(color, dtype=np.float64)
+    return background + alpha[..., None] * (foreground - background)
+
+
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is out of range; accepted: {low} to {high}")
+
+
+def _stable_hash(text: str) -> int:
+    """A hash that does not change between Python processes (unlike hash())."""
+    return int.from_bytes(text.encode(), "little") % (2**63)
+
+
+def to_tensor(clip: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (3, T, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(clip).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+
+
+def to_uint8(clip: torch.Tensor) -> np.ndarray:
+    """(3, T, H, W) float in [-1, 1] -> (T, H, W, 3) uint8 (values outside are clipped)."""
+    x = (clip.detach().float().cpu().clamp(-1, 1) + 1) * 127.5
+    return x.round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+
+
+class ToyVideos(Dataset):
+    """Captioned toy clips rendered on the fly: item i -> (clip (3, T, H, W) in [-1, 1], caption).
+
+    Item i uses caption `captions[i % len]` and a seed drawn from (seed, i), so a dataset is
+    deterministic and any worker can render any item. `length=None` gives a practically
+    endless dataset (2**62 items) for streaming training.
+    """
+
+    def __init__(self, split: str = "train", frames: int = 16, size: int = 16,
+                 seed: int = 0, length: int | None = None):
+        self.captions = captions(split)
+        _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
+        _check_int("size", size, MIN_SIZE, MAX_SIZE)
+        self.frames, self.size, self.seed = frames, size, seed
+        self.length = 2**62 if length is None else length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def caption(self, index: int) -> str:
+        return self.captions[index % len(self.captions)]
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for a dataset of {self.length} clips")
+        clip_seed = int(np.random.default_rng([self.seed, index]).integers(2**31))
+        caption = self.caption(index)
+        clip = render_clip(caption, seed=clip_seed, frames=self.frames, size=self.size)
+        return to_tensor(clip), caption

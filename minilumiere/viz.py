@@ -1,0 +1,103 @@
+"""Pictures and videos: frame grids (matplotlib), embedded videos (mediapy), files.
+
+Clips at the user-facing edge are (T, H, W, 3) uint8. Toy clips are tiny (16 px), so
+everything shown is enlarged with nearest-neighbour `upscale` first: pixels stay pixels.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+
+def upscale(clip: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of a (..., H, W, C) array by an integer factor."""
+    if factor == 1:
+        return clip
+    return clip.repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def display_size(clip: np.ndarray, target: int = 128) -> np.ndarray:
+    """Enlarge a clip so its width is about `target` pixels (never shrinks)."""
+    return upscale(clip, max(1, target // clip.shape[-2]))
+
+
+def frame_grid(clips, titles=None, max_frames: int = 8, frame_size: float = 0.9):
+    """A matplotlib Figure: one row per clip, up to `max_frames` evenly spaced frames.
+
+    clips: a (T, H, W, 3) uint8 array or a list of them (same T not required).
+    """
+    clips = [clips] if isinstance(clips, np.ndarray) and clips.ndim == 4 else list(clips)
+    import matplotlib.pyplot as plt
+
+    columns = min(max_frames, max(len(c) for c in clips))
+    fig, axes = plt.subplots(len(clips), columns, squeeze=False,
+                             figsize=(frame_size * columns + (1.8 if titles else 0),
+                                      frame_size * len(clips)))
+    for row, clip in enumerate(clips):
+        picks = np.linspace(0, len(clip) - 1, min(columns, len(clip))).round().astype(int)
+        for column, ax in enumerate(axes[row]):
+            ax.set_xticks([]), ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if column < len(picks):
+                ax.imshow(clip[picks[column]], interpolation="nearest")
+                if row == 0:
+                    ax.set_title(f"t={picks[column]}", fontsize=7)
+        if titles:
+            axes[row][0].set_ylabel(titles[row], rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def save_frame_grid(clips, path, titles=None, max_frames: int = 8) -> Path:
+    """Render `frame_grid` to a PNG file and return its path."""
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig = frame_grid(clips, titles, max_frames)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def use_bundled_ffmpeg() -> None:
+    """Point mediapy at the ffmpeg of the imageio-ffmpeg wheel when the system has none."""
+    import mediapy
+
+    if shutil.which("ffmpeg") is None:
+        import imageio_ffmpeg
+
+        mediapy.set_ffmpeg(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def show_clips(clips, titles=None, fps: int = 8, size: int = 128, columns: int = 6) -> None:
+    """Show clips side by side as looping GIFs embedded in the notebook (the book keeps them)."""
+    import mediapy
+
+    clips = [clips] if isinstance(clips, np.ndarray) and clips.ndim == 4 else list(clips)
+    enlarged = [display_size(c, size) for c in clips]
+    if titles is None:
+        mediapy.show_videos(enlarged, fps=fps, codec="gif", columns=columns)
+    else:
+        mediapy.show_videos(dict(zip(titles, enlarged)), fps=fps, codec="gif", columns=columns)
+
+
+def write_video(path, clip: np.ndarray, fps: int = 8, size: int = 256) -> Path:
+    """Write a clip to .mp4 or .gif (by suffix), enlarged to about `size` pixels wide."""
+    import mediapy
+
+    path = Path(path)
+    if path.suffix not in (".mp4", ".gif"):
+        raise ValueError(f"video path {str(path)!r} must end in .mp4 or .gif")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".mp4":
+        use_bundled_ffmpeg()
+        mediapy.write_video(path, display_size(clip, size), fps=fps)
+    else:
+        mediapy.write_video(path, display_size(clip, size), fps=fps, codec="gif")
+    return path
