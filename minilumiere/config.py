@@ -56,18 +56,23 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 32
+    """The recipe. `batch_size`, `max_steps`, `minutes` are the video stage's; the T2I stage
+    (single frames, so many more per batch) has its own three."""
+    batch_size: int = 16
+    t2i_batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 200
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1   # share of empty captions, for classifier-free guidance
-    minutes: float = 10.0          # wall-clock budget per stage (whichever of steps/minutes ends first)
-    max_steps: int = 100_000
-    checkpoint_every: int = 500
+    max_steps: int = 2200          # a run ends at max_steps or after `minutes`, whichever is first
+    minutes: float = 30.0
+    t2i_max_steps: int = 2500
+    t2i_minutes: float = 20.0
+    checkpoint_every: int = 250
     log_every: int = 25
-    sample_every: int = 1000
+    sample_every: int = 500
     workers: int = 1
     seed: int = 0
     bf16: bool = False
@@ -99,6 +104,13 @@ class Config:
     @classmethod
     def from_json(cls, s: str) -> "Config":
         return cls.from_dict(json.loads(s))
+
+    def stage_budget(self, stage: str) -> tuple[int, int, float]:
+        """(batch size, max steps, minutes) of a training stage."""
+        t = self.train
+        if stage == "t2i":
+            return t.t2i_batch_size, t.t2i_max_steps, t.t2i_minutes
+        return t.batch_size, t.max_steps, t.minutes
 
     def replace(self, **changes) -> "Config":
         """A copy with top-level fields changed, e.g. `cfg.replace(frames=8)`."""
@@ -140,8 +152,9 @@ def _smoke() -> Config:
                         norm_groups=4, context_dim=32),
         stunet=STUNetConfig(temporal_downsample=(True,)),
         diffusion=DiffusionConfig(sample_steps=10, guidance=2.0),
-        train=TrainConfig(batch_size=4, warmup_steps=5, minutes=1.0, max_steps=20,
-                          checkpoint_every=10, log_every=5, sample_every=10, workers=0),
+        train=TrainConfig(batch_size=4, t2i_batch_size=8, warmup_steps=5, max_steps=20,
+                          minutes=2.0, t2i_max_steps=20, t2i_minutes=2.0, checkpoint_every=10,
+                          log_every=5, sample_every=10, workers=0),
     )
 
 
@@ -160,9 +173,10 @@ def _full() -> Config:
                         norm_groups=32, context_dim=512),
         stunet=STUNetConfig(temporal_downsample=(True, True, True, True)),
         diffusion=DiffusionConfig(sample_steps=64, guidance=8.0),
-        train=TrainConfig(batch_size=8, lr=1e-4, warmup_steps=1000, minutes=float("inf"),
-                          checkpoint_every=2000, log_every=50, sample_every=5000, workers=8,
-                          bf16=True, compile=True),
+        train=TrainConfig(batch_size=8, t2i_batch_size=256, lr=1e-4, warmup_steps=1000,
+                          max_steps=500_000, minutes=float("inf"), t2i_max_steps=500_000,
+                          t2i_minutes=float("inf"), checkpoint_every=2000, log_every=50,
+                          sample_every=5000, workers=8, bf16=True, compile=True),
     )
 
 

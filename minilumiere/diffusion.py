@@ -10,6 +10,7 @@ into `alphas_cumprod`. Every function works for images (B, C, H, W) and clips (B
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -206,7 +207,9 @@ def _sample(model_fn, shape, schedule, steps, prediction, generator, x_T, device
     _check_prediction(prediction)
     timesteps = sampling_timesteps(schedule, steps)
     x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T
-    for i, t in enumerate(tqdm(timesteps, disable=not progress, desc="denoising", leave=False)):
+    bar = tqdm(timesteps, disable=not progress or bool(os.environ.get("TQDM_DISABLE")),
+               desc="denoising", leave=False)
+    for i, t in enumerate(bar):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         batch_t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         pred = model_fn(x, batch_t)

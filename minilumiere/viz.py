@@ -60,7 +60,7 @@ def save_frame_grid(clips, path, titles=None, max_frames: int = 8) -> Path:
     fig = frame_grid(clips, titles, max_frames)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -79,6 +79,7 @@ def show_clips(clips, titles=None, fps: int = 8, size: int = 128, columns: int =
     """Show clips side by side as looping GIFs embedded in the notebook (the book keeps them)."""
     import mediapy
 
+    use_bundled_ffmpeg()
     clips = [clips] if isinstance(clips, np.ndarray) and clips.ndim == 4 else list(clips)
     enlarged = [display_size(c, size) for c in clips]
     if titles is None:
@@ -95,9 +96,7 @@ def write_video(path, clip: np.ndarray, fps: int = 8, size: int = 256) -> Path:
     if path.suffix not in (".mp4", ".gif"):
         raise ValueError(f"video path {str(path)!r} must end in .mp4 or .gif")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".mp4":
-        use_bundled_ffmpeg()
-        mediapy.write_video(path, display_size(clip, size), fps=fps)
-    else:
-        mediapy.write_video(path, display_size(clip, size), fps=fps, codec="gif")
+    use_bundled_ffmpeg()
+    codec = "h264" if path.suffix == ".mp4" else "gif"
+    mediapy.write_video(path, display_size(clip, size), fps=fps, codec=codec)
     return path

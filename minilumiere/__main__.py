@@ -1,0 +1,119 @@
+"""Command line: python -m minilumiere {render,train,export,sample,bench} ...
+
+    python -m minilumiere render "a red circle moving left" --out outputs/clip.mp4
+    python -m minilumiere train --stage t2i --config toy --out runs/toy/t2i
+    python -m minilumiere sample "a red circle moving left" --out outputs/clip.mp4
+    python -m minilumiere bench nets
+"""
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minilumiere", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    render = commands.add_parser("render", help="render ground-truth toy clips (no model)")
+    render.add_argument("captions", nargs="+")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--frames", type=int, default=16)
+    render.add_argument("--size", type=int, default=64)
+    render.add_argument("--out", default="outputs/toy.mp4", help=".mp4 or .gif")
+
+    train = commands.add_parser("train", help="train one stage (resumable; DDP under torchrun)")
+    train.add_argument("--stage", required=True, choices=["t2i", "video"])
+    train.add_argument("--config", default="toy", help="smoke, toy or full")
+    train.add_argument("--out", required=True, help="folder for checkpoint, metrics, samples")
+    train.add_argument("--init", help="video stage: the T2I checkpoint to inflate")
+    train.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    train.add_argument("--max-steps", type=int)
+    train.add_argument("--minutes", type=float)
+
+    export = commands.add_parser("export", help="write a checkpoint's EMA weights for shipping")
+    export.add_argument("source")
+    export.add_argument("destination")
+    export.add_argument("--base", help="an exported T2I file the destination extends")
+
+    sample = commands.add_parser("sample", help="generate a clip from a caption")
+    sample.add_argument("caption")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--steps", type=int)
+    sample.add_argument("--guidance", type=float)
+    sample.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
+    sample.add_argument("--out", default="outputs/clip.mp4", help=".mp4 or .gif")
+
+    bench = commands.add_parser("bench", help="run a benchmark script from benchmarks/")
+    bench.add_argument("name", help="e.g. nets, oracle, toy_quality")
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _render(args) -> int:
+    import numpy as np
+
+    from .data import render_clip
+    from .viz import save_frame_grid, write_video
+
+    clips = [render_clip(c, args.seed, args.frames, args.size) for c in args.captions]
+    video = write_video(args.out, np.concatenate(clips, axis=2))
+    grid = save_frame_grid(clips, Path(args.out).with_suffix(".png"), titles=args.captions)
+    print(f"video: {video}\nframe grid: {grid}")
+    return 0
+
+
+def _train(args) -> int:
+    from .config import get_config
+    from .train import train
+
+    path = train(get_config(args.config), args.stage, args.out, resume=args.resume,
+                 init=args.init, max_steps=args.max_steps, minutes=args.minutes)
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def _export(args) -> int:
+    from .checkpoints import export
+
+    print(f"exported: {export(args.source, args.destination, base=args.base)}")
+    return 0
+
+
+def _sample(args) -> int:
+    from .pipeline import load_pipeline
+    from .viz import save_frame_grid, write_video
+
+    pipe = load_pipeline(args.weights)
+    clip = pipe(args.caption, seed=args.seed, steps=args.steps, guidance=args.guidance)
+    video = write_video(args.out, clip)
+    grid = save_frame_grid([clip], Path(args.out).with_suffix(".png"), titles=[args.caption])
+    print(f"video: {video}\nframe grid: {grid}")
+    return 0
+
+
+def _bench(args) -> int:
+    script = REPOSITORY / "benchmarks" / f"{args.name}.py"
+    if not script.is_file():
+        available = sorted(p.stem for p in (REPOSITORY / "benchmarks").glob("*.py"))
+        raise FileNotFoundError(f"no benchmark {args.name!r}; available: {available}")
+    sys.argv = [str(script), *args.args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+COMMANDS = {"render": _render, "train": _train, "export": _export, "sample": _sample,
+            "bench": _bench}
+
+if __name__ == "__main__":
+    sys.exit(main())
