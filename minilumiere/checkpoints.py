@@ -36,6 +36,9 @@ def save_atomic(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str]
     save_file(tensors, temporary, metadata={"format": FORMAT, **metadata})
     with open(temporary, "rb+") as handle:
         os.fsync(handle.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)             # a normal file, not a private temp file
     os.replace(temporary, path)
     return path
 

@@ -69,9 +69,9 @@ def _check_steps(num_steps: int) -> None:
         raise ValueError(f"num_steps={num_steps!r} must be an int >= 2")
 
 
-def _check_prediction(prediction: str) -> None:
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction={prediction!r}; choose one of {list(PREDICTIONS)}")
+def _check_prediction(value: str, name: str = "prediction") -> None:
+    if value not in PREDICTIONS:
+        raise ValueError(f"{name}={value!r}; choose one of {list(PREDICTIONS)}")
 
 
 def add_noise(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor,
@@ -84,7 +84,7 @@ def add_noise(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor,
 def to_x0_eps(prediction: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor,
               kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Any parametrization -> (x0, eps), given x_t and abar (broadcastable)."""
-    _check_prediction(kind)
+    _check_prediction(kind, "kind")
     a, s = abar.sqrt(), (1 - abar).sqrt()
     if kind == "eps":
         eps = prediction
@@ -99,7 +99,7 @@ def to_x0_eps(prediction: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor,
 
 def from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor, kind: str) -> torch.Tensor:
     """(x0, eps) -> the parametrization `kind` ("eps", "x0" or "v")."""
-    _check_prediction(kind)
+    _check_prediction(kind, "kind")
     if kind == "eps":
         return eps
     if kind == "x0":
@@ -131,7 +131,7 @@ def diffusion_loss(model_fn: ModelFn, x0: torch.Tensor, schedule: Schedule, kind
 
 def sampling_timesteps(schedule: Schedule, steps: int) -> list[int]:
     """`steps` timesteps from T-1 down, evenly spaced ("trailing": the first is pure noise)."""
-    if not isinstance(steps, int) or not 1 <= steps <= schedule.num_steps:
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= schedule.num_steps:
         raise ValueError(f"steps={steps!r} must be an int from 1 to {schedule.num_steps}")
     stride = schedule.num_steps / steps
     return [int(round(schedule.num_steps - i * stride)) - 1 for i in range(steps)]
@@ -141,6 +141,10 @@ def ddim_step(prediction, x_t, t: int, t_prev: int, schedule: Schedule, kind: st
               eta: float = 0.0, noise: torch.Tensor | None = None,
               clip_x0: bool = False) -> torch.Tensor:
     """One DDIM update x_t -> x_{t_prev} (Song et al. 2021, Eq. 12); t_prev = -1 means x0."""
+    if not eta >= 0:
+        raise ValueError(f"eta={eta!r} must be >= 0 (0: deterministic DDIM, 1: DDPM-like)")
+    if eta > 0 and t_prev >= 0 and noise is None:
+        raise ValueError("eta > 0 needs `noise` (a tensor shaped like x_t)")
     batch = x_t.shape[0]
     abar = schedule.abar(torch.full((batch,), t, device=x_t.device), x_t)
     abar_prev = schedule.abar(torch.full((batch,), t_prev, device=x_t.device), x_t)

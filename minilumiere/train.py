@@ -185,7 +185,7 @@ def ema_state_dict(run: Run) -> dict[str, torch.Tensor]:
 
 def update_ema(run: Run) -> None:
     """ema <- decay * ema + (1 - decay) * weights, decay warming up as (1 + s) / (10 + s)."""
-    decay = min(run.cfg.train.ema_decay, (1 + run.step) / (10 + run.step))
+    decay = min(run.cfg.stage_budget(run.stage)[3], (1 + run.step) / (10 + run.step))
     with torch.no_grad():
         for name, p in run.model.named_parameters():
             if name in run.ema:
@@ -212,7 +212,7 @@ def train(cfg: Config, stage: str, out, resume: bool = False, init=None,
     run.model.to(device)
     run.ema = {k: v.to(device) for k, v in run.ema.items()}
     _move_optimizer_state(run.optimizer, device)
-    batch_size, default_steps, default_minutes = cfg.stage_budget(stage)
+    batch_size, default_steps, default_minutes, _ = cfg.stage_budget(stage)
     steps = max_steps if max_steps is not None else default_steps
     budget = 60 * (minutes if minutes is not None else default_minutes)
     if rank == 0:

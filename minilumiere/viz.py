@@ -45,7 +45,7 @@ def frame_grid(clips, titles=None, max_frames: int = 8, frame_size: float = 0.9)
             if column < len(picks):
                 ax.imshow(clip[picks[column]], interpolation="nearest")
                 if row == 0:
-                    ax.set_title(f"t={picks[column]}", fontsize=7)
+                    ax.set_title(f"frame {picks[column]}", fontsize=7)
         if titles:
             axes[row][0].set_ylabel(titles[row], rotation=0, ha="right", va="center", fontsize=8)
     fig.tight_layout(pad=0.2)

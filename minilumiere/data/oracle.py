@@ -26,8 +26,9 @@ _MIN_CONTRAST = min(np.linalg.norm(c) for c in _PALETTE.values())
 STANDOUT = 0.35 * _MIN_CONTRAST    # a pixel "stands out" from the background above this
 FULL_COVERAGE = 0.8                # the shape's core must reach this coverage of its color
 AREA_RANGE = (0.03, 0.30)          # shape area as a share of the frame
-IMPURITY = 0.15                    # share of the frame's color energy the fit may leave unexplained
-SHAPE_ERROR = 0.40                 # template misfit (L1 / area) of the winner, at most
+IMPURITY = 0.15                    # share of the standing-out energy the color may leave unexplained
+FAINT = 0.1                        # coverage below this is background noise
+SHAPE_ERROR = 0.25                 # template misfit (L1 / area) of the winner, at most
 SHAPE_MARGIN = 0.08                # winner's misfit at least this much below the runner-up
 VOTE = 0.7                         # share of frames that must agree
 MIN_TRAVEL = 0.12                  # the path must cover this much of the frame ...
@@ -54,9 +55,10 @@ def _check_clip(clip) -> None:
         raise TypeError(f"clip must be a numpy array (T, H, W, 3) uint8, got {type(clip).__name__}")
     if clip.dtype != np.uint8:
         raise TypeError(f"clip must have dtype uint8 (values 0..255), got {clip.dtype}")
-    if clip.ndim != 4 or clip.shape[-1] != 3 or clip.shape[0] < 2 or min(clip.shape[1:3]) < 8:
-        raise ValueError(f"clip must have shape (T, H, W, 3) with T >= 2 and H, W >= 8; "
-                         f"got {clip.shape}")
+    if (clip.ndim != 4 or clip.shape[-1] != 3 or clip.shape[0] < 2 or clip.shape[1] < 8
+            or clip.shape[1] != clip.shape[2]):
+        raise ValueError(f"clip must have shape (T, H, W, 3) with T >= 2 and square frames "
+                         f"H == W >= 8 (the toy world's); got {clip.shape}")
 
 
 def _read_frame(frame: np.ndarray) -> dict:
@@ -67,9 +69,10 @@ def _read_frame(frame: np.ndarray) -> dict:
     standout = np.linalg.norm(offset, axis=-1) > STANDOUT           # (H, W)
     if not AREA_RANGE[0] <= standout.mean() <= AREA_RANGE[1]:
         return empty
-    color, alpha = _fit_color(offset)
+    color, alpha = _fit_color(offset, standout)
     if color is None:
         return empty
+    alpha = np.where(alpha < FAINT, 0.0, alpha)       # faint background noise is not the shape
     area = alpha.sum()
     ys, xs = np.mgrid[0:height, 0:width] + 0.5
     centroid = np.array([(alpha * xs).sum(), (alpha * ys).sum()]) / area
@@ -77,18 +80,19 @@ def _read_frame(frame: np.ndarray) -> dict:
             "centroid": centroid / np.array([width, height])}
 
 
-def _fit_color(offset: np.ndarray):
+def _fit_color(offset: np.ndarray, standout: np.ndarray):
     """The palette color that explains the frame best, with its coverage alpha (H, W).
 
     Each pixel is modelled as background + alpha * (color - background); the color whose
-    model leaves the least energy unexplained wins, if that is little and the shape's core
-    reaches the full color (alpha near 1). Otherwise (None, None).
+    model leaves the least energy unexplained on the pixels that stand out wins, if that is
+    little and the shape's core reaches the full color (alpha near 1). Otherwise (None, None).
     """
-    energy = np.linalg.norm(offset, axis=-1).sum()
+    energy = np.linalg.norm(offset[standout], axis=-1).sum()
     best, best_alpha, best_unexplained = None, None, np.inf
     for name, target in _PALETTE.items():
         alpha = np.clip(offset @ target / (target @ target), 0.0, 1.0)          # (H, W)
-        unexplained = np.linalg.norm(offset - alpha[..., None] * target, axis=-1).sum()
+        residual = offset - alpha[..., None] * target
+        unexplained = np.linalg.norm(residual[standout], axis=-1).sum()
         if unexplained < best_unexplained:
             best, best_alpha, best_unexplained = name, alpha, unexplained
     if best_unexplained > IMPURITY * energy or best_alpha.max() < FULL_COVERAGE:

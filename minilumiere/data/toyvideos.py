@@ -8,6 +8,7 @@ super-resolution have something real to lose and recover.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import numpy as np
@@ -136,7 +137,8 @@ def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32) -
     color, shape, direction = parse_caption(caption)
     _check_int("size", size, MIN_SIZE, MAX_SIZE)
     _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
-    rng = np.random.default_rng([_stable_hash(caption.strip().lower()), int(seed)])
+    _check_int("seed", seed, 0, 2**63 - 1)
+    rng = np.random.default_rng([_stable_hash(caption_of(color, shape, direction)), int(seed)])
     cx, cy, radius = trajectory(direction, frames, rng)
     alpha = shape_coverage(shape, cx * size, cy * size, np.full(frames, radius * size), size)
     clip = _composite(alpha, COLORS[color])
@@ -158,8 +160,9 @@ def _check_int(name: str, value, low: int, high: int) -> None:
 
 
 def _stable_hash(text: str) -> int:
-    """A hash that does not change between Python processes (unlike hash())."""
-    return int.from_bytes(text.encode(), "little") % (2**63)
+    """A 63-bit hash of the whole text that does not change between Python processes
+    (unlike hash(), which is salted per process)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def to_tensor(clip: np.ndarray) -> torch.Tensor:
@@ -184,6 +187,7 @@ class ToyVideos(Dataset):
     def __init__(self, split: str = "train", frames: int = 16, size: int = 16,
                  seed: int = 0, length: int | None = None):
         self.captions = captions(split)
+        _check_int("seed", seed, 0, 2**63 - 1)
         _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
         _check_int("size", size, MIN_SIZE, MAX_SIZE)
         self.frames, self.size, self.seed = frames, size, seed

@@ -2,8 +2,8 @@
 
 Spatial layers work on images (N, C, H, W); a clip runs through them frame by frame.
 Temporal layers work on clips (B, C, T, H, W) and are the only layers inflation adds
-(Lumiere, Section 3.1): a factorized space-time convolution's 1D temporal part, temporal
-down/up-sampling initialised to identity, and temporal attention. Every temporal layer is
+(Lumiere, Section 3.1): factorized space-time convolution blocks, temporal down/up-sampling
+initialised to identity, and temporal attention. Every temporal layer is
 the identity at initialisation on a static clip, so the inflated model starts as the
 text-to-image model applied to every frame.
 """
@@ -13,7 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 
@@ -152,20 +152,33 @@ def temporal_conv1d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     return rearrange(conv(pixels), "(b h w) c t -> b c t h w", b=batch, h=height)
 
 
-class TemporalConv(nn.Module):
-    """The temporal half of a factorized (2+1)D convolution (residual): norm, SiLU, 1D conv
-    over time, twice; the second conv (the output projection) starts at zero."""
+class FactorizedConv(nn.Module):
+    """A new factorized (2+1)D convolution block (residual): a 3x3 conv on every frame, the
+    embedding (timestep + caption) added, then a 1D conv over time whose weights start at
+    zero, so the block is the identity at initialisation.
 
-    def __init__(self, channels: int, kernel: int, groups: int):
+    Why a spatial conv of its own: the frozen T2I convs move features the same way in every
+    frame and were never trained to move them at all. Motion "to the left" means content at
+    (x + 1, t - 1) reappears at (x, t): the new block needs a space-time receptive field
+    (3x3 then 3 frames) that it can shape by the caption. A purely per-pixel temporal conv
+    learned coherent clips but picked directions at random (25%, chance; see the model card).
+    """
+
+    def __init__(self, channels: int, kernel: int, groups: int, emb_dim: int):
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, channels)
-        self.conv1 = nn.Conv1d(channels, channels, kernel, padding=kernel // 2)
+        self.spatial = nn.Conv2d(channels, channels, 3, padding=1)
+        self.emb_proj = nn.Linear(emb_dim, channels)
         self.norm2 = nn.GroupNorm(groups, channels)
-        self.conv2 = zero_init(nn.Conv1d(channels, channels, kernel, padding=kernel // 2))
+        self.temporal = zero_init(nn.Conv1d(channels, channels, kernel, padding=kernel // 2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = temporal_conv1d(self.conv1, F.silu(self.norm1(x)))   # GroupNorm over (C/g, T, H, W)
-        h = temporal_conv1d(self.conv2, F.silu(self.norm2(h)))
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W), emb (B, E) -> (B, C, T, H, W)."""
+        frames = x.shape[2]
+        h = rearrange(F.silu(self.norm1(x)), "b c t h w -> (b t) c h w")    # every frame
+        h = rearrange(self.spatial(h), "(b t) c h w -> b c t h w", t=frames)
+        h = h + self.emb_proj(F.silu(emb))[:, :, None, None, None]
+        h = temporal_conv1d(self.temporal, F.silu(self.norm2(h)))           # GroupNorm over (C/g, T, H, W)
         return x + h
 
 
@@ -194,21 +207,46 @@ class TemporalUpsample(nn.Module):
         return temporal_conv1d(self.conv, x.repeat_interleave(2, dim=2))
 
 
+class TextPooling(nn.Module):
+    """A learned query attends over the text tokens: context (B, L, D) -> (B, E).
+
+    The video stage's own reading of the caption for its temporal layers: the frozen T2I
+    model never had a reason to encode the direction words, so a mean over tokens carries
+    them only faintly; attention can pick them out. The output projection starts at zero.
+    """
+
+    def __init__(self, context_dim: int, emb_dim: int, head_dim: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(1, 1, context_dim) * 0.02)
+        self.attention = nn.MultiheadAttention(context_dim, max(1, context_dim // head_dim),
+                                               batch_first=True)
+        self.out = zero_init(nn.Linear(context_dim, emb_dim))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        query = self.query.repeat(context.shape[0], 1, 1)                # (B, 1, D)
+        pooled, _ = self.attention(query, context, context, need_weights=False)  # (B, 1, D)
+        return self.out(pooled[:, 0])
+
+
 class TemporalAttention(nn.Module):
     """Self-attention across frames at every pixel (residual, output projection at zero).
-    Frame positions enter as sinusoidal features added to the queries' and keys' input."""
+    Frame positions (sinusoidal) and the embedding (timestep + pooled text) are added to the
+    normalised input of the queries, keys and values."""
 
-    def __init__(self, channels: int, head_dim: int):
+    def __init__(self, channels: int, head_dim: int, emb_dim: int):
         super().__init__()
         self.heads = max(1, channels // head_dim)
         self.norm = nn.LayerNorm(channels)
+        self.emb_proj = nn.Linear(emb_dim, channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.out = zero_init(nn.Linear(channels, channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W), emb (B, E) -> (B, C, T, H, W)."""
         batch, channels, frames, height, width = x.shape
         tokens = self.norm(rearrange(x, "b c t h w -> (b h w) t c"))   # one sequence per pixel
         tokens = tokens + sinusoidal_embedding(torch.arange(frames, device=x.device), channels)
+        tokens = tokens + repeat(self.emb_proj(F.silu(emb)), "b c -> (b h w) 1 c", h=height, w=width)
         q, k, v = rearrange(self.qkv(tokens), "n t (three heads d) -> three n heads t d",
                             three=3, heads=self.heads)
         attended = rearrange(F.scaled_dot_product_attention(q, k, v), "n heads t d -> n t (heads d)")

@@ -3,7 +3,7 @@
 The STUNet is the text-to-image U-Net run on every frame, with temporal layers added
 between its blocks:
 
-    level 0 .. coarsest-1:  SpatialBlock per frame -> TemporalConv   (factorized (2+1)D conv)
+    level 0 .. coarsest-1:  SpatialBlock per frame -> FactorizedConv   (new (2+1)D conv block)
     coarsest level + mid:   SpatialBlock per frame -> TemporalAttention
     after each spatial down-sampling:  TemporalDownsample (identity conv, stride 2)
     after each spatial up-sampling:    TemporalUpsample (duplicate frames, identity conv)
@@ -25,8 +25,8 @@ from einops import rearrange, repeat
 from torch import nn
 
 from ..config import STUNetConfig, UNetConfig
-from .layers import (TemporalAttention, TemporalConv, TemporalDownsample, TemporalUpsample,
-                     zero_init)
+from .layers import (TemporalAttention, FactorizedConv, TemporalDownsample, TemporalUpsample,
+                     TextPooling, zero_init)
 from .unet2d import UNet2D, check_inputs
 
 
@@ -58,14 +58,16 @@ class STUNet(nn.Module):
         self.cfg, self.unet_cfg = cfg, unet_cfg
         self.unet2d = UNet2D(unet_cfg)
         widths, coarsest = unet_cfg.channels, levels - 1
+        emb_dim = self.unet2d.emb_dim
 
         def temporal(level: int) -> nn.Module:
             if level == coarsest:
-                return TemporalAttention(widths[level], unet_cfg.head_dim)
-            return TemporalConv(widths[level], cfg.temporal_kernel, unet_cfg.norm_groups)
+                return TemporalAttention(widths[level], unet_cfg.head_dim, emb_dim)
+            return FactorizedConv(widths[level], cfg.temporal_kernel, unet_cfg.norm_groups, emb_dim)
 
         self.cond_in = (zero_init(nn.Conv2d(cfg.cond_channels, widths[0], 3, padding=1, bias=False))
                         if cfg.cond_channels else None)
+        self.text_pooling = TextPooling(unet_cfg.context_dim, emb_dim, unet_cfg.head_dim)
         self.down_temporal = nn.ModuleList(
             nn.ModuleList(temporal(level) for _ in range(unet_cfg.blocks_per_level))
             for level in range(levels))
@@ -108,23 +110,24 @@ class STUNet(nn.Module):
         check_inputs(self.unet_cfg, x_t, t, context, cond,
                      self.unet_cfg.cond_channels + self.cfg.cond_channels, spatial_dims=3,
                      multiple=2**unet.downsamplings, frame_multiple=self.frame_multiple)
-        emb = unet.embed(t, context)                                     # (B, E)
+        emb = unet.embed(t, context)                                     # (B, E), T2I layers
+        temporal_emb = emb + self.text_pooling(context)                  # (B, E), new layers
         h = self.input_layer(x_t, cond)                                  # (B, C0, T, H, W)
         skips = [h]
         for i, (level, temporal_layers) in enumerate(zip(unet.down, self.down_temporal)):
             for block, temporal in zip(level.blocks, temporal_layers):
-                h = temporal(per_frame(block, h, emb, context))
+                h = temporal(per_frame(block, h, emb, context), temporal_emb)
                 skips.append(h)
             if level.resample is not None:
                 h = per_frame(level.resample, h)                         # H, W halve
                 h = self.temporal_downsample[i](h)                       # T halves (if set)
                 skips.append(h)
         for block, temporal in zip(unet.mid, self.mid_temporal):
-            h = temporal(per_frame(block, h, emb, context))
+            h = temporal(per_frame(block, h, emb, context), temporal_emb)
         for i, (level, temporal_layers) in enumerate(zip(unet.up, self.up_temporal)):
             for block, temporal in zip(level.blocks, temporal_layers):
                 h = torch.cat([h, skips.pop()], dim=1)
-                h = temporal(per_frame(block, h, emb, context))
+                h = temporal(per_frame(block, h, emb, context), temporal_emb)
             if level.resample is not None:
                 h = per_frame(level.resample, h)                         # H, W double
                 h = self.temporal_upsample[i](h)                         # T doubles (if set)

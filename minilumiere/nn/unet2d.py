@@ -61,7 +61,8 @@ class UNet2D(nn.Module):
         super().__init__()
         _check_config(cfg)
         self.cfg = cfg
-        widths, emb_dim = cfg.channels, 4 * cfg.channels[0]
+        widths = cfg.channels
+        self.emb_dim = emb_dim = 4 * cfg.channels[0]
         self.time_embedding = TimestepEmbedding(widths[0], emb_dim)
         self.text_pool = nn.Linear(cfg.context_dim, emb_dim)
         self.conv_in = nn.Conv2d(cfg.image_channels, widths[0], 3, padding=1)

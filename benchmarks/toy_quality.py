@@ -1,0 +1,97 @@
+"""Do the toy models really work? Oracle accuracy of generated clips, and its trade-offs.
+
+    python -m minilumiere bench toy_quality                 # the shipped weights
+    python benchmarks/toy_quality.py --weights runs/toy/video/checkpoint.safetensors
+
+96 clips with fixed seeds: 72 with captions of the training split (each of the 60 captions,
+then the first 12 again with new seeds) and 24 of the held-out split (each of the 12, twice).
+A clip counts as right when the oracle reads all three attributes as captioned. Then the same
+on a subset against the guidance scale and against the number of DDIM steps.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from minilumiere import checkpoints
+from minilumiere.data import captions, parse_caption, read_caption
+from minilumiere.pipeline import SHIPPED, sample
+
+ATTRIBUTES = ("color", "shape", "direction")
+
+
+def evaluation_set(train_clips: int = 72, heldout_clips: int = 24) -> list[tuple[str, str, int]]:
+    """(split, caption, seed) triples, fixed."""
+    train, heldout = captions("train"), captions("heldout")
+    cases = [("train", train[i % len(train)], 1000 + i) for i in range(train_clips)]
+    cases += [("heldout", heldout[i % len(heldout)], 2000 + i) for i in range(heldout_clips)]
+    return cases
+
+
+def score(model, cases, steps=None, guidance=None, batch: int = 24) -> dict:
+    """Share of clips with each attribute right, and all three right, per split."""
+    right = {split: {a: 0 for a in (*ATTRIBUTES, "all")} for split in ("train", "heldout")}
+    counts = {"train": 0, "heldout": 0}
+    for start in range(0, len(cases), batch):
+        chunk = cases[start:start + batch]
+        clips = sample(model, [c for _, c, _ in chunk], [s for _, _, s in chunk], steps, guidance)
+        for (split, caption, _), clip in zip(chunk, clips):
+            truth = dict(zip(ATTRIBUTES, parse_caption(caption)))
+            read = read_caption(clip)
+            hits = {a: read[a] == truth[a] for a in ATTRIBUTES}
+            for a in ATTRIBUTES:
+                right[split][a] += hits[a]
+            right[split]["all"] += all(hits.values())
+            counts[split] += 1
+    return {split: {a: 100 * n / max(1, counts[split]) for a, n in r.items()}
+            for split, r in right.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", default=str(SHIPPED / "toy" / "video.safetensors"),
+                        help="a video checkpoint (exported or training)")
+    parser.add_argument("--sweep-clips", type=int, default=48,
+                        help="clips per setting in the guidance and steps sweeps (0: skip)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = checkpoints.load(Path(args.weights))
+    cfg = model.cfg
+    cases = evaluation_set()
+
+    started = time.perf_counter()
+    with torch.no_grad():
+        sample(model, ["a red circle moving left"], 0)
+    one_clip = time.perf_counter() - started
+    print(f"weights: {args.weights}  (config {cfg.name!r}, step "
+          f"{checkpoints.read_metadata(args.weights)['step']})")
+    print(f"seconds to sample one clip ({cfg.frames} frames {cfg.size}x{cfg.size}, "
+          f"{cfg.diffusion.sample_steps} DDIM steps, guidance {cfg.diffusion.guidance}): "
+          f"{one_clip:.2f}")
+
+    result = score(model, cases)
+    print(f"\nheadline: {len(cases)} clips, DDIM {cfg.diffusion.sample_steps} steps, "
+          f"guidance {cfg.diffusion.guidance}")
+    print(f"{'split':<9}" + "".join(f"{a:>11}" for a in (*ATTRIBUTES, "all three")))
+    for split in ("train", "heldout"):
+        print(f"{split:<9}" + "".join(f"{result[split][a]:>10.1f}%" for a in (*ATTRIBUTES, "all")))
+
+    if args.sweep_clips:
+        subset = cases[: args.sweep_clips * 3 // 4] + cases[72: 72 + args.sweep_clips // 4]
+        print(f"\nall three right (%) on {len(subset)} clips "
+              f"({len(subset) * 3 // 4} train / {len(subset) // 4} held-out captions)")
+        print(f"{'guidance':>9} {'train':>7} {'heldout':>8}")
+        for guidance in (1.0, 2.0, 4.0, 8.0):
+            r = score(model, subset, guidance=guidance)
+            print(f"{guidance:>9.0f} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
+        print(f"{'steps':>9} {'train':>7} {'heldout':>8}")
+        for steps in (5, 10, 25, 50):
+            r = score(model, subset, steps=steps)
+            print(f"{steps:>9} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
+
+
+if __name__ == "__main__":
+    main()
