@@ -67,6 +67,9 @@ class TrainConfig:
     ema_decay: float = 0.995       # video stage: ~200-step window for a ~2,000-step run
     t2i_ema_decay: float = 0.999
     caption_dropout: float = 0.1   # share of empty captions, for classifier-free guidance
+    high_noise_share: float = 0.5  # video stage: share of examples with t in the top fifth
+    high_noise_from: float = 0.8   # (where the clip is barely visible and only the caption
+                                   # can say which way the shape moves)
     max_steps: int = 2200          # a run ends at max_steps or after `minutes`, whichever is first
     minutes: float = 30.0
     t2i_max_steps: int = 2500

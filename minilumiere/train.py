@@ -63,9 +63,20 @@ class TrainingExamples(Dataset):
             clip = clip[:, frame]                                # (3, H, W)
         if torch.rand((), generator=generator) < self.cfg.train.caption_dropout:
             caption = ""
-        t = torch.randint(self.cfg.diffusion.num_steps, (), generator=generator)
+        t = self.draw_timestep(generator)
         noise = torch.randn(clip.shape, generator=generator)
         return clip, caption, t, noise
+
+    def draw_timestep(self, generator: torch.Generator) -> torch.Tensor:
+        """Uniform over [0, T) for the T2I stage. For the video stage, a share of examples
+        come from the top of the schedule: 16 frames of one shape make a clip far easier to
+        read through noise than one frame, so with uniform t the model can nearly always
+        see the motion in x_t and never learns to take the direction from the caption."""
+        steps, train = self.cfg.diffusion.num_steps, self.cfg.train
+        if self.stage == "video" and torch.rand((), generator=generator) < train.high_noise_share:
+            low = int(train.high_noise_from * steps)
+            return torch.randint(low, steps, (), generator=generator)
+        return torch.randint(steps, (), generator=generator)
 
 
 def example_seed(seed: int, index: int) -> int:
