@@ -18,8 +18,6 @@ self-contained. With `freeze_spatial` (the paper's recipe) only the new layers t
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 from einops import rearrange, repeat
 from torch import nn
@@ -150,5 +148,5 @@ def inflate(unet2d: UNet2D, cfg: STUNetConfig) -> STUNet:
     """A STUNet whose spatial layers are a copy of `unet2d`'s weights and whose new temporal
     layers are the identity on static clips (Lumiere, Section 3.1)."""
     stunet = STUNet(unet2d.cfg, cfg)
-    stunet.unet2d.load_state_dict(copy.deepcopy(unet2d.state_dict()))
+    stunet.unet2d.load_state_dict(unet2d.state_dict())          # copies into its own tensors
     return stunet
