@@ -109,7 +109,7 @@ class Config:
     def from_json(cls, s: str) -> "Config":
         return cls.from_dict(json.loads(s))
 
-    def stage_budget(self, stage: str) -> tuple[int, int, float]:
+    def stage_budget(self, stage: str) -> tuple[int, int, float, float]:
         """(batch size, max steps, minutes, EMA decay) of a training stage."""
         t = self.train
         if stage == "t2i":
