@@ -13,7 +13,6 @@ added and names the T2I file (in the same folder) that holds the frozen rest.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -134,7 +133,3 @@ def export(source, destination, base=None, dtype=torch.float16) -> Path:
 
 def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def metadata_json(value) -> str:
-    return json.dumps(value, sort_keys=True)

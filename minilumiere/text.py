@@ -12,7 +12,6 @@ needs the `transformers` package and, the first time, the network to fetch weigh
 from __future__ import annotations
 
 import torch
-from einops import repeat
 from torch import nn
 
 from .config import TextConfig
@@ -111,9 +110,3 @@ def build_text_encoder(cfg: TextConfig) -> nn.Module:
     if cfg.encoder.startswith("t5:"):
         return PretrainedT5Encoder(cfg.encoder[3:], cfg.max_len)
     raise ValueError(f"text encoder {cfg.encoder!r}; choose 'toy' or 't5:<model name>'")
-
-
-def null_context_like(context: torch.Tensor, encoder: nn.Module) -> torch.Tensor:
-    """The empty caption's context, repeated to the batch of `context` (B, L, D)."""
-    null, _ = encoder.encode([""])
-    return repeat(null, "1 l d -> b l d", b=context.shape[0])
