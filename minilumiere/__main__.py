@@ -27,10 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--out", default="outputs/toy.mp4", help=".mp4 or .gif")
 
     train = commands.add_parser("train", help="train one stage (resumable; DDP under torchrun)")
-    train.add_argument("--stage", required=True, choices=["t2i", "video"])
+    train.add_argument("--stage", required=True, choices=["t2i", "video", "conditioning", "ssr"])
     train.add_argument("--config", default="toy", help="smoke, toy or full")
     train.add_argument("--out", required=True, help="folder for checkpoint, metrics, samples")
-    train.add_argument("--init", help="video stage: the T2I checkpoint to inflate")
+    train.add_argument("--init", help="video: the T2I checkpoint to inflate; conditioning: the "
+                                      "video checkpoint to extend")
     train.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     train.add_argument("--max-steps", type=int)
     train.add_argument("--minutes", type=float)
@@ -95,9 +96,13 @@ def _sample(args) -> int:
     from .viz import save_frame_grid, write_video
 
     pipe = load_pipeline(args.weights)
-    clip = pipe(args.caption, seed=args.seed, steps=args.steps, guidance=args.guidance)
+    clip, base = pipe(args.caption, seed=args.seed, steps=args.steps, guidance=args.guidance,
+                      return_base=True)
     video = write_video(args.out, clip)
-    grid = save_frame_grid([clip], Path(args.out).with_suffix(".png"), titles=[args.caption])
+    size = clip.shape[1]
+    upscaled = base.repeat(size // base.shape[1], axis=1).repeat(size // base.shape[2], axis=2)
+    grid = save_frame_grid([upscaled, clip], Path(args.out).with_suffix(".png"),
+                           titles=[f"base {base.shape[1]}px", f"SSR {size}px"])
     print(f"video: {video}\nframe grid: {grid}")
     return 0
 

@@ -46,6 +46,23 @@ class STUNetConfig:
 
 
 @dataclass(frozen=True)
+class SSRConfig:
+    """Spatial super-resolution: an inflated U-Net of its own that denoises the clip at
+    `Config.ssr_size` given the base clip (upsampled, 3 extra input channels) and the
+    caption, over windows of `window` frames blended every step (MultiDiffusion). Narrow:
+    it runs at 16x the base model's pixels, and its job (sharpen what the base clip shows)
+    is local."""
+    channels: tuple[int, ...] = (16, 32, 64)
+    attention_levels: tuple[bool, ...] = (False, False, True)
+    temporal_downsample: tuple[bool, ...] = (False, False)   # windows are short: keep every frame
+    window: int = 8                # frames the SSR model sees at once
+    overlap: int = 2               # frames shared by consecutive windows (the paper: 2)
+    crop: int = 32                 # training crops (the model is convolutional in space)
+    sample_steps: int = 20
+    guidance: float = 1.0          # the base clip says nearly everything; no guidance needed
+
+
+@dataclass(frozen=True)
 class DiffusionConfig:
     schedule: str = "cosine"       # "cosine" or "linear"
     num_steps: int = 1000
@@ -67,13 +84,19 @@ class TrainConfig:
     ema_decay: float = 0.995       # video stage: ~200-step window for a ~2,000-step run
     t2i_ema_decay: float = 0.999
     caption_dropout: float = 0.1   # share of empty captions, for classifier-free guidance
-    high_noise_share: float = 0.5  # video stage: share of examples with t in the top fifth
-    high_noise_from: float = 0.8   # (where the clip is barely visible and only the caption
+    high_noise_share: float = 0.6  # video stage: share of examples with t in the top 12%
+    high_noise_from: float = 0.88  # (where the clip is barely visible and only the caption
                                    # can say which way the shape moves)
     max_steps: int = 2200          # a run ends at max_steps or after `minutes`, whichever is first
     minutes: float = 30.0
     t2i_max_steps: int = 2500
     t2i_minutes: float = 20.0
+    ssr_batch_size: int = 8        # windows of ssr.window frames, ssr.crop pixels square
+    ssr_max_steps: int = 3000
+    ssr_minutes: float = 15.0
+    cond_max_steps: int = 2000     # conditioning fine-tune of the base model (batch_size clips)
+    cond_minutes: float = 15.0
+    cond_high_noise_share: float = 0.3  # less than video: given pixels often tell the motion
     checkpoint_every: int = 250
     log_every: int = 25
     sample_every: int = 500
@@ -92,6 +115,7 @@ class Config:
     text: TextConfig = field(default_factory=TextConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     stunet: STUNetConfig = field(default_factory=STUNetConfig)
+    ssr: SSRConfig = field(default_factory=SSRConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -114,6 +138,10 @@ class Config:
         t = self.train
         if stage == "t2i":
             return t.t2i_batch_size, t.t2i_max_steps, t.t2i_minutes, t.t2i_ema_decay
+        if stage == "ssr":
+            return t.ssr_batch_size, t.ssr_max_steps, t.ssr_minutes, t.ema_decay
+        if stage == "conditioning":
+            return t.batch_size, t.cond_max_steps, t.cond_minutes, t.ema_decay
         return t.batch_size, t.max_steps, t.minutes, t.ema_decay
 
     def replace(self, **changes) -> "Config":
@@ -142,6 +170,7 @@ _DATACLASS_FIELDS = {
     (Config, "text"): TextConfig,
     (Config, "unet"): UNetConfig,
     (Config, "stunet"): STUNetConfig,
+    (Config, "ssr"): SSRConfig,
     (Config, "diffusion"): DiffusionConfig,
     (Config, "train"): TrainConfig,
 }
@@ -155,9 +184,13 @@ def _smoke() -> Config:
         unet=UNetConfig(channels=(16, 32), attention_levels=(False, True), head_dim=16,
                         norm_groups=4, context_dim=32),
         stunet=STUNetConfig(temporal_downsample=(True,)),
+        ssr=SSRConfig(channels=(16, 32), attention_levels=(False, True),
+                      temporal_downsample=(False,), window=4, overlap=2, crop=16, sample_steps=4),
         diffusion=DiffusionConfig(sample_steps=10, guidance=2.0),
         train=TrainConfig(batch_size=4, t2i_batch_size=8, warmup_steps=5, max_steps=20,
-                          minutes=2.0, t2i_max_steps=20, t2i_minutes=2.0, checkpoint_every=10,
+                          minutes=2.0, t2i_max_steps=20, t2i_minutes=2.0, ssr_batch_size=2,
+                          ssr_max_steps=20, ssr_minutes=2.0, cond_max_steps=20, cond_minutes=2.0,
+                          checkpoint_every=10,
                           log_every=5, sample_every=10, workers=0),
     )
 
@@ -176,10 +209,14 @@ def _full() -> Config:
                         attention_levels=(False, False, True, True, True), head_dim=64,
                         norm_groups=32, context_dim=512),
         stunet=STUNetConfig(temporal_downsample=(True, True, True, True)),
+        ssr=SSRConfig(channels=(128, 256, 512, 512), attention_levels=(False, False, False, True),
+                      temporal_downsample=(False, False, False), window=16, overlap=2, crop=256,
+                      sample_steps=32),
         diffusion=DiffusionConfig(sample_steps=64, guidance=8.0),
         train=TrainConfig(batch_size=8, t2i_batch_size=256, lr=1e-4, warmup_steps=1000,
                           max_steps=500_000, minutes=float("inf"), t2i_max_steps=500_000,
-                          t2i_minutes=float("inf"), checkpoint_every=2000, log_every=50,
+                          t2i_minutes=float("inf"), ssr_max_steps=500_000, ssr_minutes=float("inf"),
+                          cond_max_steps=100_000, cond_minutes=float("inf"), checkpoint_every=2000, log_every=50,
                           sample_every=5000, workers=8, bf16=True, compile=True),
     )
 

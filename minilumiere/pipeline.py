@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoints
-from .data import parse_caption, to_uint8
+import torch.nn.functional as F
+
+from . import checkpoints, conditioning
+from .data import parse_caption, to_tensor, to_uint8
 from .diffusion import Schedule, classifier_free_guidance, ddim_sample
 from .model import TextConditionedDenoiser
+from .ssr import downsample, super_resolve
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -21,9 +24,12 @@ SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 @torch.no_grad()
 def sample(model: TextConditionedDenoiser, captions: list[str], seed: int | list[int] = 0,
            steps: int | None = None, guidance: float | None = None, eta: float = 0.0,
-           progress: bool = False, trajectory: list | None = None) -> list[np.ndarray]:
+           progress: bool = False, trajectory: list | None = None,
+           cond: torch.Tensor | None = None, keep_known: bool = False) -> list[np.ndarray]:
     """DDIM samples with classifier-free guidance, one per caption: (T, H, W, 3) uint8 each
-    ((1, H, W, 3) for a T2I model). Item i starts from noise seeded by seeds[i]."""
+    ((1, H, W, 3) for a T2I model). Item i starts from noise seeded by seeds[i]. cond
+    (B, 4, T, H, W): <C, M> for a conditioning model (zeros, i.e. nothing known, if None);
+    keep_known=True also overwrites the predicted x0 with C where M = 1 at every step."""
     cfg = model.cfg
     steps = cfg.diffusion.sample_steps if steps is None else steps
     guidance = cfg.diffusion.guidance if guidance is None else guidance
@@ -39,10 +45,23 @@ def sample(model: TextConditionedDenoiser, captions: list[str], seed: int | list
                          for s in seeds]).to(device)
     context = model.encode(captions)
     null_context = model.encode([""] * len(captions))
-    model_fn = classifier_free_guidance(model.net, context, null_context, guidance)
-    x0 = ddim_sample(model_fn, noise.shape, Schedule.named(cfg.diffusion.schedule,
-                                                           cfg.diffusion.num_steps),
+    extra = {}
+    if model.cond_channels:
+        if cond is None:
+            cond = torch.zeros(len(captions), model.cond_channels, *shape[1:])
+        extra["cond"] = cond.to(device)
+    elif cond is not None:
+        raise ValueError(f"cond given, but this {model.stage!r} model takes no extra channels")
+    schedule = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.num_steps)
+    model_fn = classifier_free_guidance(model.net, context, null_context, guidance, **extra)
+    if keep_known:
+        if "cond" not in extra:
+            raise ValueError("keep_known=True needs a conditioning model and its cond")
+        model_fn = conditioning.keep_known(model_fn, extra["cond"], schedule,
+                                           cfg.diffusion.prediction)
+    x0 = ddim_sample(model_fn, noise.shape, schedule,
                      steps=steps, eta=eta, prediction=cfg.diffusion.prediction, x_T=noise,
+                     generator=torch.Generator(device).manual_seed(seeds[0]),    # for eta > 0
                      clip_x0=True, progress=progress, trajectory=trajectory)
     if model.stage == "t2i":
         x0 = x0[:, :, None]                                   # (B, 3, 1, H, W)
@@ -50,16 +69,45 @@ def sample(model: TextConditionedDenoiser, captions: list[str], seed: int | list
 
 
 class Pipeline:
-    """The shipped models behind one call: `pipe(caption, seed=0) -> (T, H, W, 3) uint8`."""
+    """The shipped models behind one call each. Every method takes and returns uint8 arrays
+    ((T, H, W, 3) clips, (H, W, 3) images, bool masks) and is deterministic per seed on CPU.
 
-    def __init__(self, video: TextConditionedDenoiser, t2i: TextConditionedDenoiser | None = None):
-        self.video, self.t2i = video.eval(), (t2i.eval() if t2i is not None else None)
+        pipe(caption, seed=0)                       text -> base clip -> SSR clip
+        pipe.upsample(base_clip, caption)           SSR alone
+        pipe.image_to_video(image, caption)         first frame given
+        pipe.inpaint(clip, known, caption)          fill where known is False
+        pipe.cinemagraph(image, region, caption)    animate only the region
+    """
+
+    def __init__(self, video: TextConditionedDenoiser, t2i: TextConditionedDenoiser | None = None,
+                 ssr: TextConditionedDenoiser | None = None,
+                 conditioned: TextConditionedDenoiser | None = None):
+        self.video, self.t2i, self.ssr, self.conditioned = (
+            None if m is None else m.eval() for m in (video, t2i, ssr, conditioned))
         self.cfg = video.cfg
 
     def __call__(self, caption: str, seed: int = 0, steps: int | None = None,
-                 guidance: float | None = None) -> np.ndarray:
+                 guidance: float | None = None, return_base: bool = False):
+        """A clip at the SSR resolution (the base resolution if no SSR model is loaded);
+        with return_base=True, (clip, base clip)."""
         _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps)
-        return sample(self.video, [caption], seed, steps, guidance)[0]
+        base = sample(self.video, [caption], seed, steps, guidance)[0]
+        return self._finish(base, caption, seed, return_base)
+
+    def upsample(self, base_clip: np.ndarray, caption: str, seed: int = 0,
+                 steps: int | None = None) -> np.ndarray:
+        """SSR alone: (T, size, size, 3) uint8 -> (T, ssr_size, ssr_size, 3) uint8."""
+        if self.ssr is None:
+            raise ValueError("this pipeline was loaded without an SSR model (ssr.safetensors)")
+        _check_sampling_args(steps, None, self.cfg.diffusion.num_steps)
+        parse_caption(caption)
+        low = _clip_tensor("base_clip", base_clip, (self.cfg.size,))
+        frames = low.shape[1]
+        if frames < self.cfg.ssr.window:
+            raise ValueError(f"base_clip has {frames} frames; SSR needs at least its window of "
+                             f"{self.cfg.ssr.window}")
+        high = super_resolve(self.ssr, low[None], [caption], [seed], steps=steps)
+        return to_uint8(high[0])
 
     def image(self, caption: str, seed: int = 0, steps: int | None = None,
               guidance: float | None = None) -> np.ndarray:
@@ -69,6 +117,99 @@ class Pipeline:
         _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps)
         return sample(self.t2i, [caption], seed, steps, guidance)[0][0]
 
+    def image_to_video(self, image: np.ndarray, caption: str, seed: int = 0,
+                       steps: int | None = None, guidance: float | None = None,
+                       return_base: bool = False, keep_known: bool = False):
+        """Animate an image (H, W, 3) uint8 at the base or SSR resolution: it becomes frame 0.
+        keep_known=True pastes the known pixels into every step's prediction (exact frame 0
+        at the base resolution) instead of trusting the model to copy them."""
+        first = self._to_base(_image_tensor("image", image, self._sizes()))
+        return self._conditioned(conditioning.image_to_video(first, self.cfg.frames), caption,
+                                 seed, steps, guidance, return_base, keep_known)
+
+    def inpaint(self, clip: np.ndarray, known: np.ndarray, caption: str, seed: int = 0,
+                steps: int | None = None, guidance: float | None = None,
+                return_base: bool = False, keep_known: bool = False):
+        """Fill a clip (T, H, W, 3) uint8 where `known` (T, H, W) bool is False."""
+        video = _clip_tensor("clip", clip, self._sizes(), self.cfg.frames)
+        mask = _mask_tensor("known", known, video.shape[1:])
+        factor = video.shape[-1] // self.cfg.size
+        # a base pixel is known only when all the pixels it averages are
+        base_mask = -F.max_pool3d(-mask[None].float(), (1, factor, factor))[0] > 0.5
+        return self._conditioned(conditioning.inpainting(self._to_base(video), base_mask),
+                                 caption, seed, steps, guidance, return_base, keep_known)
+
+    def cinemagraph(self, image: np.ndarray, region: np.ndarray, caption: str, seed: int = 0,
+                    steps: int | None = None, guidance: float | None = None,
+                    return_base: bool = False, keep_known: bool = False):
+        """Animate only `region` (H, W) bool of a still image (H, W, 3) uint8."""
+        still = _image_tensor("image", image, self._sizes())
+        mask = _mask_tensor("region", region, still.shape[1:])
+        factor = still.shape[-1] // self.cfg.size
+        # a base pixel may move when any pixel it averages may
+        base_region = F.max_pool2d(mask[None].float(), factor)[0] > 0.5
+        return self._conditioned(conditioning.cinemagraph(self._to_base(still), base_region,
+                                                          self.cfg.frames),
+                                 caption, seed, steps, guidance, return_base, keep_known)
+
+    def _conditioned(self, cond, caption, seed, steps, guidance, return_base, keep_known):
+        if self.conditioned is None:
+            raise ValueError("this pipeline was loaded without its conditioning model "
+                             "(conditioning.safetensors)")
+        _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps)
+        base = sample(self.conditioned, [caption], seed, steps, guidance, cond=cond[None],
+                      keep_known=keep_known)[0]
+        return self._finish(base, caption, seed, return_base)
+
+    def _finish(self, base: np.ndarray, caption: str, seed: int, return_base: bool):
+        clip = base if self.ssr is None else self.upsample(base, caption, seed)
+        return (clip, base) if return_base else clip
+
+    def _sizes(self) -> tuple[int, ...]:
+        return (self.cfg.size,) if self.ssr is None else (self.cfg.size, self.cfg.ssr_size)
+
+    def _to_base(self, x: torch.Tensor) -> torch.Tensor:
+        """An image (3, H, W) or clip (3, T, H, W) at either resolution -> base resolution."""
+        factor = x.shape[-1] // self.cfg.size
+        return downsample(x[:, None], factor)[:, 0] if x.ndim == 3 else downsample(x, factor)
+
+
+def _image_tensor(name: str, image, sizes: tuple[int, ...]) -> torch.Tensor:
+    """(H, W, 3) uint8 at one of `sizes` -> (3, H, W) float in [-1, 1]."""
+    _check_array(name, image, 3, sizes, "(H, W, 3)")
+    return to_tensor(image[None])[:, 0]
+
+
+def _clip_tensor(name: str, clip, sizes: tuple[int, ...], frames: int | None = None) -> torch.Tensor:
+    """(T, H, W, 3) uint8 at one of `sizes` -> (3, T, H, W) float in [-1, 1]."""
+    _check_array(name, clip, 4, sizes, "(T, H, W, 3)")
+    if frames is not None and clip.shape[0] != frames:
+        raise ValueError(f"{name} has {clip.shape[0]} frames; this model makes {frames}")
+    return to_tensor(clip)
+
+
+def _check_array(name: str, array, ndim: int, sizes: tuple[int, ...], layout: str) -> None:
+    accepted = " or ".join(f"{s}x{s}" for s in sizes)
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array {layout} uint8, got {type(array).__name__}")
+    if array.dtype != np.uint8:
+        raise TypeError(f"{name} has dtype {array.dtype}; it must be uint8 (0-255), {layout}")
+    if array.ndim != ndim or array.shape[-1] != 3:
+        raise ValueError(f"{name} has shape {array.shape}; it must be {layout} with 3 color "
+                         f"channels (RGB)")
+    height, width = array.shape[-3], array.shape[-2]
+    if height != width or height not in sizes:
+        raise ValueError(f"{name} is {height}x{width} pixels; accepted: {accepted}")
+
+
+def _mask_tensor(name: str, mask, shape) -> torch.Tensor:
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        kind = mask.dtype if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise TypeError(f"{name} must be a numpy bool array of shape {tuple(shape)}, got {kind}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {mask.shape}; it must be {tuple(shape)} to match")
+    return torch.from_numpy(mask.copy())
+
 
 def _check_sampling_args(steps, guidance, num_steps: int) -> None:
     if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= num_steps):
@@ -77,13 +218,17 @@ def _check_sampling_args(steps, guidance, num_steps: int) -> None:
         raise ValueError(f"guidance={guidance!r} must be a number from 0 to 50 (1 = no guidance)")
 
 
+MODEL_FILES = {"video": "video.safetensors", "t2i": "t2i.safetensors", "ssr": "ssr.safetensors",
+               "conditioned": "conditioning.safetensors"}
+
+
 def load_pipeline(source: str | Path = "toy", device: str = "cpu") -> Pipeline:
-    """"toy" (the shipped weights in checkpoints/toy/) or a folder holding t2i.safetensors
-    and video.safetensors."""
+    """"toy" (the shipped weights in checkpoints/toy/) or a folder holding video.safetensors
+    and, optionally, t2i.safetensors, ssr.safetensors and conditioning.safetensors."""
     folder = SHIPPED / source if str(source) in ("toy",) else Path(source)
-    video, t2i = folder / "video.safetensors", folder / "t2i.safetensors"
-    if not video.is_file():
+    if not (folder / MODEL_FILES["video"]).is_file():
         raise FileNotFoundError(f"no video.safetensors in {folder}; pass 'toy' or a folder "
-                                f"with t2i.safetensors and video.safetensors")
-    return Pipeline(checkpoints.load(video, device=device),
-                    checkpoints.load(t2i, device=device) if t2i.is_file() else None)
+                                f"with video.safetensors (and t2i, ssr, conditioning files)")
+    models = {role: checkpoints.load(folder / name, device=device)
+              for role, name in MODEL_FILES.items() if (folder / name).is_file()}
+    return Pipeline(**models)

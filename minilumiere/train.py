@@ -25,14 +25,15 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from . import checkpoints
+from . import checkpoints, conditioning, ssr
 from .config import Config
-from .data import ToyVideos, to_uint8
+from .data import ToyVideos, render_cinemagraph, render_clip, to_tensor, to_uint8
 from .diffusion import Schedule, add_noise, training_target
 from .model import STAGES, TextConditionedDenoiser
 from .nn import inflate
 
 CHECKPOINT = "checkpoint.safetensors"
+COND_TASKS = conditioning.TASKS        # the conditioning stage's mixture, in equal shares
 METRICS = "metrics.jsonl"
 
 
@@ -44,12 +45,17 @@ class TrainingError(RuntimeError):
 
 
 class TrainingExamples(Dataset):
-    """Item i -> (x0, caption, t, noise): a clip (or one of its frames, for the T2I stage),
-    its caption (dropped to "" with probability caption_dropout), a step and the noise, all
-    drawn from a generator seeded by (seed, i)."""
+    """Item i -> (x0, caption, t, noise, cond), all drawn from a generator seeded by (seed, i):
+    - t2i: one frame of a clip (cond has 0 channels);
+    - video: a clip (cond has 0 channels);
+    - conditioning: a clip and its <C, M> for a task drawn from `COND_TASKS`;
+    - ssr: a window of `ssr.window` frames and a `ssr.crop`-pixel square of a clip rendered
+      at `ssr_size`, with the clip area-downsampled to `size` and upsampled back as cond.
+    The caption is dropped to "" with probability caption_dropout."""
 
     def __init__(self, cfg: Config, stage: str):
-        self.videos = ToyVideos("train", cfg.frames, cfg.size, seed=cfg.train.seed)
+        size = cfg.ssr_size if stage == "ssr" else cfg.size
+        self.videos = ToyVideos("train", cfg.frames, size, seed=cfg.train.seed)
         self.stage, self.cfg = stage, cfg
 
     def __len__(self):
@@ -58,25 +64,62 @@ class TrainingExamples(Dataset):
     def __getitem__(self, index: int):
         clip, caption = self.videos[index]                       # (3, T, H, W)
         generator = torch.Generator().manual_seed(example_seed(self.cfg.train.seed, index))
+        cond = clip.new_zeros(0, *clip.shape[1:])
         if self.stage == "t2i":
             frame = int(torch.randint(clip.shape[1], (1,), generator=generator))
-            clip = clip[:, frame]                                # (3, H, W)
+            clip, cond = clip[:, frame], cond[:, frame]         # (3, H, W)
         if torch.rand((), generator=generator) < self.cfg.train.caption_dropout:
             caption = ""
         t = self.draw_timestep(generator)
+        if self.stage == "conditioning":
+            clip, cond = self.conditioned(clip, index, generator)
+        elif self.stage == "ssr":
+            clip, cond = self.ssr_pair(clip, generator)
         noise = torch.randn(clip.shape, generator=generator)
-        return clip, caption, t, noise
+        return clip, caption, t, noise, cond
 
     def draw_timestep(self, generator: torch.Generator) -> torch.Tensor:
-        """Uniform over [0, T) for the T2I stage. For the video stage, a share of examples
-        come from the top of the schedule: 16 frames of one shape make a clip far easier to
-        read through noise than one frame, so with uniform t the model can nearly always
-        see the motion in x_t and never learns to take the direction from the caption."""
+        """Uniform over [0, T), except that in the video stages a share of the examples come
+        from the top of the schedule (t >= high_noise_from * T). Sixteen frames of one shape
+        show their path through a lot of noise, so the direction of a sampled clip is
+        decided in the first few steps, where x_t shows almost nothing and only the caption
+        can tell; with uniform t that band gets too little of the training signal and the
+        model never learns to read the direction word (see the model card)."""
         steps, train = self.cfg.diffusion.num_steps, self.cfg.train
-        if self.stage == "video" and torch.rand((), generator=generator) < train.high_noise_share:
+        share = {"video": train.high_noise_share,
+                 "conditioning": train.cond_high_noise_share}.get(self.stage, 0.0)
+        if share and torch.rand((), generator=generator) < share:
             low = int(train.high_noise_from * steps)
             return torch.randint(low, steps, (), generator=generator)
         return torch.randint(steps, (), generator=generator)
+
+    def conditioned(self, clip, index: int, generator):
+        """(clip, <C, M>) for one task of the mixture; a cinemagraph gets its own clip."""
+        task = COND_TASKS[int(torch.randint(len(COND_TASKS), (), generator=generator))]
+        frames = clip.shape[1]
+        if task == "image_to_video":
+            return clip, conditioning.image_to_video(clip[:, 0], frames)
+        if task == "inpainting":
+            hole = conditioning.random_hole(frames, clip.shape[-1], generator)
+            return clip, conditioning.inpainting(clip, hole)
+        if task == "cinemagraph":
+            still, region = render_cinemagraph(self.videos.caption(index),
+                                               self.videos.clip_seed(index), frames, clip.shape[-1])
+            clip = to_tensor(still)
+            return clip, conditioning.cinemagraph(clip[:, 0], torch.from_numpy(region), frames)
+        return clip, conditioning.unconditioned(*clip.shape[1:])
+
+    def ssr_pair(self, clip, generator):
+        """A random window and crop of the high-res clip, and of its low-res version upsampled."""
+        window, crop = self.cfg.ssr.window, self.cfg.ssr.crop
+        factor = self.cfg.ssr_size // self.cfg.size
+        upsampled = ssr.upsample(ssr.downsample(clip, factor), clip.shape[-1])
+        start = int(torch.randint(clip.shape[1] - window + 1, (), generator=generator))
+        top, left = (factor * int(torch.randint((clip.shape[-1] - crop) // factor + 1, (),
+                                                generator=generator)) for _ in range(2))
+        pick = (slice(None), slice(start, start + window), slice(top, top + crop),
+                slice(left, left + crop))
+        return clip[pick], upsampled[pick]
 
 
 def example_seed(seed: int, index: int) -> int:
@@ -136,6 +179,8 @@ def build_run(cfg: Config, stage: str, out: Path, resume: bool, init: Path | Non
     model = TextConditionedDenoiser(cfg, stage)
     if stage == "video" and not resume:
         model = inflated_from(cfg, init)
+    if stage == "conditioning" and not resume:
+        model = conditioned_from(cfg, init)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     ema = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
@@ -156,6 +201,21 @@ def inflated_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
     model = TextConditionedDenoiser(cfg, "video")
     model.text.load_state_dict(t2i.text.state_dict())
     model.net = inflate(t2i.net, cfg.stunet)
+    return model
+
+
+def conditioned_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
+    """The video model with <C, M> input channels added at zero: at step 0 it is the video
+    model, whatever C and M hold."""
+    if init is None:
+        raise TrainingError("--stage conditioning needs --init: the video checkpoint to extend")
+    video = checkpoints.load(init)
+    if video.stage != "video" or video.cfg.unet != cfg.unet or video.cfg.stunet != cfg.stunet:
+        raise TrainingError(f"--init {init} is stage {video.stage!r} with other network "
+                            f"settings; it must be a video checkpoint of config {cfg.name!r}")
+    model = TextConditionedDenoiser(cfg, "conditioning")
+    missing, unexpected = model.load_state_dict(video.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("net.cond_in.") for name in missing), missing
     return model
 
 
@@ -246,10 +306,10 @@ def train(cfg: Config, stage: str, out, resume: bool = False, init=None,
     started = time.perf_counter()
     window_start, window_samples, waiting = started, 0, 0.0
     fetch_start = time.perf_counter()
-    for x0, captions, t, noise in loader:
+    for x0, captions, t, noise, cond in loader:
         waiting += time.perf_counter() - fetch_start
         loss = train_step(run, network, schedule, x0.to(device), list(captions), t.to(device),
-                          noise.to(device), device)
+                          noise.to(device), device, cond.to(device))
         window_samples += x0.shape[0] * world
         if run.step % cfg.train.log_every == 0 or run.step == steps:
             now = time.perf_counter()
@@ -279,7 +339,8 @@ def train(cfg: Config, stage: str, out, resume: bool = False, init=None,
     return out / CHECKPOINT
 
 
-def train_step(run: Run, network, schedule, x0, captions, t, noise, device) -> float:
+def train_step(run: Run, network, schedule, x0, captions, t, noise, device,
+               cond: torch.Tensor | None = None) -> float:
     """One optimisation step on a batch; raises TrainingError on a non-finite loss."""
     cfg = run.cfg
     ids, mask = run.model.text.tokenizer(captions)
@@ -289,7 +350,8 @@ def train_step(run: Run, network, schedule, x0, captions, t, noise, device) -> f
         group["lr"] = learning_rate(cfg, run.step)
     with torch.autocast(device.type, dtype=torch.bfloat16,
                         enabled=cfg.train.bf16 and device.type == "cuda"):
-        prediction = network(x_t, t, ids.to(device), mask.to(device))
+        prediction = network(x_t, t, ids.to(device), mask.to(device),
+                             cond if cond is not None and cond.shape[1] else None)
     loss = torch.mean((prediction.float() - target) ** 2)
     if not torch.isfinite(loss):
         raise TrainingError(f"loss is {loss.item()} at step {run.step + 1}; stopped. The last "
@@ -306,17 +368,29 @@ def train_step(run: Run, network, schedule, x0, captions, t, noise, device) -> f
 
 @torch.no_grad()
 def save_samples(run: Run, device, captions=None) -> Path:
-    """A PNG frame grid (and a GIF for video) of EMA samples, for watching training."""
+    """A PNG frame grid (and a GIF for video stages) of EMA samples, for watching training.
+    The conditioning stage shows image-to-video from a rendered first frame; SSR upsamples
+    rendered base clips."""
     from .pipeline import sample
     from .viz import save_frame_grid, write_video
 
-    model = TextConditionedDenoiser(run.cfg, run.stage).to(device)
+    cfg = run.cfg
+    model = TextConditionedDenoiser(cfg, run.stage).to(device)
     model.load_state_dict(ema_state_dict(run))
+    model.eval()
     captions = captions or ["a red circle moving right", "a blue square moving up",
                             "a yellow triangle moving left", "a green circle moving down"]
-    clips = sample(model.eval(), captions, seed=0, steps=20)
+    real = [to_tensor(render_clip(c, seed=0, frames=cfg.frames, size=cfg.size)) for c in captions]
+    if run.stage == "ssr":
+        high = ssr.super_resolve(model, torch.stack(real), captions, [0] * len(captions), steps=10)
+        clips = [to_uint8(clip) for clip in high]
+    elif run.stage == "conditioning":
+        cond = torch.stack([conditioning.image_to_video(clip[:, 0], cfg.frames) for clip in real])
+        clips = sample(model, captions, seed=0, steps=20, cond=cond)
+    else:
+        clips = sample(model, captions, seed=0, steps=20)
     folder = run.out / "samples"
-    if run.stage == "video":
+    if run.stage != "t2i":
         write_video(folder / f"step_{run.step:06d}.gif", np.concatenate(clips, axis=2))
     return save_frame_grid(clips, folder / f"step_{run.step:06d}.png", titles=captions)
 

@@ -145,6 +145,54 @@ def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32) -
     return np.round(clip).astype(np.uint8)
 
 
+STILL_RADIUS = (0.07, 0.11)   # the cinemagraph's still second shape, as a share of the frame
+
+
+def render_cinemagraph(caption: str, seed: int = 0, frames: int = 16,
+                       size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """A clip for cinemagraphs: the captioned shape moving as usual, plus a second, smaller
+    shape of another color that never moves, placed outside the box the first one sweeps.
+
+    Returns (clip (T, H, W, 3) uint8, region (H, W) bool): the region is that swept box,
+    one pixel wider on every side, so everything outside it is still on every frame.
+    """
+    color, shape, direction = parse_caption(caption)
+    _check_int("size", size, MIN_SIZE, MAX_SIZE)
+    _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
+    _check_int("seed", seed, 0, 2**63 - 1)
+    rng = np.random.default_rng([_stable_hash("still " + caption_of(color, shape, direction)),
+                                 int(seed)])
+    cx, cy, radius = trajectory(direction, frames, rng)
+    moving = shape_coverage(shape, cx * size, cy * size, np.full(frames, radius * size), size)
+    rows, cols = np.nonzero(moving.max(axis=0) > 0)          # every pixel the shape touches
+    y0, y1 = max(rows.min() - 1, 0), min(rows.max() + 1, size - 1)
+    x0, x1 = max(cols.min() - 1, 0), min(cols.max() + 1, size - 1)
+    region = np.zeros((size, size), dtype=bool)
+    region[y0:y1 + 1, x0:x1 + 1] = True
+    pad = 1.0 / size
+    box = (x0 / size, (x1 + 1) / size, y0 / size, (y1 + 1) / size)   # in [0, 1] units
+    still_x, still_y, still_radius = _still_place(box, direction, rng, pad)
+    still_color = rng.choice([c for c in COLORS if c != color])
+    still_shape = SHAPES[rng.integers(len(SHAPES))]
+    still = shape_coverage(still_shape, [still_x * size], [still_y * size],
+                           [still_radius * size], size)[0]
+    clip = _composite(np.broadcast_to(still, moving.shape), COLORS[still_color])
+    clip = clip + moving[..., None] * (np.asarray(COLORS[color], dtype=np.float64) - clip)
+    return np.round(clip).astype(np.uint8), region
+
+
+def _still_place(box, direction: str, rng: np.random.Generator, pad: float):
+    """Centre and radius of the still shape, in the wider free band beside the swept box."""
+    horizontal = DIRECTIONS[direction][0] != 0
+    low, high = (box[2], box[3]) if horizontal else (box[0], box[1])    # the box, across motion
+    before, after = low, 1.0 - high                                     # free space either side
+    band = max(before, after)
+    radius = min(rng.uniform(*STILL_RADIUS), (band - pad) / 2)
+    across = (low - pad / 2 - radius) if before >= after else (high + pad / 2 + radius)
+    along = rng.uniform(radius + pad, 1.0 - radius - pad)
+    return ((along, across) if horizontal else (across, along)) + (radius,)
+
+
 def _composite(alpha: np.ndarray, color) -> np.ndarray:
     """Blend a color over the background with coverage alpha (T, H, W) -> (T, H, W, 3) float."""
     background = np.asarray(BACKGROUND, dtype=np.float64)
@@ -199,10 +247,12 @@ class ToyVideos(Dataset):
     def caption(self, index: int) -> str:
         return self.captions[index % len(self.captions)]
 
+    def clip_seed(self, index: int) -> int:
+        return int(np.random.default_rng([self.seed, index]).integers(2**31))
+
     def __getitem__(self, index: int):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} clips")
-        clip_seed = int(np.random.default_rng([self.seed, index]).integers(2**31))
         caption = self.caption(index)
-        clip = render_clip(caption, seed=clip_seed, frames=self.frames, size=self.size)
+        clip = render_clip(caption, seed=self.clip_seed(index), frames=self.frames, size=self.size)
         return to_tensor(clip), caption

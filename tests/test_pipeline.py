@@ -1,0 +1,90 @@
+"""The pipeline readers use: caption -> base clip -> SSR clip, SSR alone, and the three
+conditioned tasks, on smoke-trained models exported the way the shipped ones are."""
+import numpy as np
+import pytest
+
+from minilumiere import checkpoints, load_pipeline
+from minilumiere.config import get_config
+from minilumiere.data import render_clip
+from minilumiere.train import train
+
+SMOKE = get_config("smoke")
+CAPTION = "a red circle moving left"
+T, BASE, HIGH = SMOKE.frames, SMOKE.size, SMOKE.ssr_size
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    runs, ship = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("ship")
+    t2i = train(SMOKE, "t2i", runs / "t2i", max_steps=3, progress=False)
+    video = train(SMOKE, "video", runs / "video", init=t2i, max_steps=3, progress=False)
+    cond = train(SMOKE, "conditioning", runs / "cond", init=video, max_steps=3, progress=False)
+    ssr = train(SMOKE, "ssr", runs / "ssr", max_steps=3, progress=False)
+    base = checkpoints.export(t2i, ship / "t2i.safetensors")
+    checkpoints.export(video, ship / "video.safetensors", base=base)
+    checkpoints.export(cond, ship / "conditioning.safetensors", base=base)
+    checkpoints.export(ssr, ship / "ssr.safetensors")
+    return load_pipeline(ship)
+
+
+def test_caption_to_clip_at_ssr_resolution_same_seed_same_clip(pipe):
+    clip, base = pipe(CAPTION, seed=0, steps=2, return_base=True)
+    assert clip.shape == (T, HIGH, HIGH, 3) and clip.dtype == np.uint8
+    assert base.shape == (T, BASE, BASE, 3)
+    assert np.array_equal(clip, pipe(CAPTION, seed=0, steps=2))
+    assert not np.array_equal(clip, pipe(CAPTION, seed=1, steps=2))
+
+
+def test_upsample_alone(pipe):
+    low = render_clip(CAPTION, seed=0, frames=T, size=BASE)
+    high = pipe.upsample(low, CAPTION, seed=0, steps=2)
+    assert high.shape == (T, HIGH, HIGH, 3)
+    assert np.array_equal(high, pipe.upsample(low, CAPTION, seed=0, steps=2))
+
+
+@pytest.mark.parametrize("size", [BASE, HIGH])
+def test_conditioned_tasks_take_base_or_ssr_resolution(pipe, size):
+    clip = render_clip(CAPTION, seed=0, frames=T, size=size)
+    known = np.ones((T, size, size), dtype=bool)
+    known[:, : size // 2] = False
+    region = np.zeros((size, size), dtype=bool)
+    region[size // 4:, :] = True
+    for out in (pipe.image_to_video(clip[0], CAPTION, steps=2),
+                pipe.inpaint(clip, known, CAPTION, steps=2),
+                pipe.cinemagraph(clip[0], region, CAPTION, steps=2)):
+        assert out.shape == (T, HIGH, HIGH, 3) and out.dtype == np.uint8
+    first, base = pipe.image_to_video(clip[0], CAPTION, steps=2, return_base=True)
+    assert base.shape == (T, BASE, BASE, 3)
+
+
+def test_keep_known_keeps_the_given_frame_exactly(pipe):
+    clip = render_clip(CAPTION, seed=0, frames=T, size=BASE)
+    _, base = pipe.image_to_video(clip[0], CAPTION, steps=2, return_base=True, keep_known=True)
+    assert np.abs(base[0].astype(int) - clip[0]).max() <= 1          # uint8 rounding only
+    _, loose = pipe.image_to_video(clip[0], CAPTION, steps=2, return_base=True)
+    assert np.abs(loose[0].astype(int) - clip[0]).max() > 1          # 3 smoke steps: no copy
+
+
+@pytest.mark.parametrize("call, word", [
+    (lambda p, c: p.image_to_video(c[0].astype(np.float32), CAPTION), "uint8"),
+    (lambda p, c: p.image_to_video(c[0, :, :, :2], CAPTION), "3 color"),
+    (lambda p, c: p.image_to_video(c[0, :12, :12], CAPTION), "accepted: 16x16 or 32x32"),
+    (lambda p, c: p.image_to_video(list(c[0]), CAPTION), "numpy"),
+    (lambda p, c: p.inpaint(c, np.ones((T, 8, 8), dtype=bool), CAPTION), "known"),
+    (lambda p, c: p.inpaint(c, np.ones((T, BASE, BASE)), CAPTION), "bool"),
+    (lambda p, c: p.inpaint(c[:4], np.ones((4, BASE, BASE), dtype=bool), CAPTION), "frames"),
+    (lambda p, c: p.cinemagraph(c[0], np.ones((8, 8), dtype=bool), CAPTION), "region"),
+    (lambda p, c: p(CAPTION, steps=0), "steps=0"),
+    (lambda p, c: p(CAPTION, guidance=-1), "guidance=-1"),
+    (lambda p, c: p("a red blob moving left"), "blob"),
+    (lambda p, c: p.upsample(c[:2], CAPTION), "window"),
+])
+def test_bad_input_names_the_argument(pipe, call, word):
+    clip = render_clip(CAPTION, seed=0, frames=T, size=BASE)
+    with pytest.raises((ValueError, TypeError), match=word):
+        call(pipe, clip)
+
+
+def test_a_folder_without_a_video_model_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="video.safetensors"):
+        load_pipeline(tmp_path)

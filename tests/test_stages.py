@@ -1,0 +1,126 @@
+"""The later stages: SSR (trained from scratch on windows and crops) and conditioning (the
+video model with <C, M> channels), at smoke scale, through the same training loop."""
+import pytest
+import torch
+
+from minilumiere import checkpoints, conditioning
+from minilumiere.config import get_config
+from minilumiere.model import TextConditionedDenoiser
+from minilumiere.ssr import downsample, super_resolve, upsample
+from minilumiere.train import TrainingError, TrainingExamples, read_metrics, train
+
+SMOKE = get_config("smoke")
+
+
+@pytest.fixture(scope="module")
+def video_checkpoint(tmp_path_factory):
+    t2i = train(SMOKE, "t2i", tmp_path_factory.mktemp("t2i"), max_steps=4, progress=False)
+    return train(SMOKE, "video", tmp_path_factory.mktemp("video"), init=t2i, max_steps=4,
+                 progress=False)
+
+
+@pytest.fixture(scope="module")
+def ssr_checkpoint(tmp_path_factory):
+    return train(SMOKE, "ssr", tmp_path_factory.mktemp("ssr"), max_steps=6, progress=False)
+
+
+def test_ssr_examples_are_aligned_windows_and_crops():
+    examples = TrainingExamples(SMOKE, "ssr")
+    x0, caption, t, noise, cond = examples[3]
+    window, crop = SMOKE.ssr.window, SMOKE.ssr.crop
+    assert x0.shape == cond.shape == noise.shape == (3, window, crop, crop)
+    factor = SMOKE.ssr_size // SMOKE.size
+    # the condition is the clip's own low-res version, upsampled: blurrier, same content
+    again = upsample(downsample(x0, factor), crop)
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))    # away from crop borders
+    torch.testing.assert_close(cond[inner], again[inner], atol=1e-5, rtol=0)
+    assert caption == "" or caption.startswith("a ")
+
+
+def test_conditioning_examples_cover_every_task():
+    examples = TrainingExamples(SMOKE, "conditioning")
+    seen = set()
+    for i in range(60):
+        x0, _, _, _, cond = examples[i]
+        assert cond.shape == (4, *x0.shape[1:])
+        known = cond[3].bool()
+        torch.testing.assert_close(cond[:3][:, known], x0[:, known])   # C is the clip where known
+        if not known.any():
+            seen.add("none")
+        elif known[0].all() and not known[1:].any():
+            seen.add("image_to_video")
+        elif known[0].all() and torch.equal(known[1:], known[1:2].expand_as(known[1:])):
+            seen.add("cinemagraph")
+        else:
+            seen.add("inpainting")
+    assert seen == set(conditioning.TASKS)
+
+
+def test_conditioning_model_starts_as_the_video_model(video_checkpoint, tmp_path):
+    path = train(SMOKE, "conditioning", tmp_path, init=video_checkpoint, max_steps=0,
+                 progress=False)
+    video, conditioned = checkpoints.load(video_checkpoint), checkpoints.load(path)
+    x, t = torch.randn(2, 3, 8, 16, 16), torch.tensor([5, 700])
+    context = video.encode(["a red circle moving left", ""])
+    cond = torch.randn(2, 4, 8, 16, 16)
+    torch.testing.assert_close(conditioned.net(x, t, context, cond), video.net(x, t, context))
+
+
+def test_conditioning_stage_trains_temporal_layers_and_the_new_input(video_checkpoint, tmp_path):
+    path = train(SMOKE, "conditioning", tmp_path, init=video_checkpoint, max_steps=6,
+                 progress=False)
+    video, conditioned = checkpoints.load(video_checkpoint), checkpoints.load(path)
+    for name, value in video.net.unet2d.state_dict().items():
+        assert torch.equal(conditioned.net.unet2d.state_dict()[name], value), name
+    assert conditioned.net.cond_in.weight.abs().sum() > 0
+    assert [m["step"] for m in read_metrics(tmp_path / "metrics.jsonl")][-1] == 6
+
+
+def test_conditioning_needs_a_video_checkpoint(tmp_path):
+    with pytest.raises(TrainingError, match="--init"):
+        train(SMOKE, "conditioning", tmp_path, max_steps=1, progress=False)
+
+
+def test_ssr_stage_trains_and_upsamples(ssr_checkpoint):
+    model = checkpoints.load(ssr_checkpoint)
+    assert model.stage == "ssr" and model.cond_channels == 3
+    low = torch.rand(2, 3, 8, SMOKE.size, SMOKE.size) * 2 - 1
+    high = super_resolve(model, low, ["a red circle moving left", ""], [0, 1], steps=2)
+    assert high.shape == (2, 3, 8, SMOKE.ssr_size, SMOKE.ssr_size)
+    assert high.abs().max() <= 1
+    again = super_resolve(model, low, ["a red circle moving left", ""], [0, 1], steps=2)
+    assert torch.equal(high, again)
+
+
+def test_one_window_over_the_whole_clip_is_plain_sampling(ssr_checkpoint):
+    model = checkpoints.load(ssr_checkpoint)
+    low = torch.rand(1, 3, 4, SMOKE.size, SMOKE.size) * 2 - 1        # 4 frames = one window
+    blended = super_resolve(model, low, ["a red circle moving left"], [0], steps=2)
+    stitched = super_resolve(model, low, ["a red circle moving left"], [0], steps=2,
+                             blended=False)
+    assert torch.equal(blended, stitched)
+    longer = torch.rand(1, 3, 8, SMOKE.size, SMOKE.size) * 2 - 1
+    assert not torch.equal(super_resolve(model, longer, [""], [0], steps=2),
+                           super_resolve(model, longer, [""], [0], steps=2, blended=False))
+
+
+def test_ssr_rejects_clips_of_the_wrong_size(ssr_checkpoint):
+    model = checkpoints.load(ssr_checkpoint)
+    with pytest.raises(ValueError, match="low-res"):
+        super_resolve(model, torch.zeros(1, 3, 8, 32, 32), [""], [0])
+    with pytest.raises(ValueError, match="window"):
+        super_resolve(model, torch.zeros(1, 3, 8, 16, 16), [""], [0], window=9)
+
+
+def test_downsample_is_an_area_average():
+    clip = torch.arange(16.0).reshape(1, 1, 4, 4).expand(3, 2, 4, 4)
+    low = downsample(clip, 2)
+    assert low.shape == (3, 2, 2, 2)
+    assert low[0, 0, 0, 0] == (0 + 1 + 4 + 5) / 4
+    with pytest.raises(ValueError, match="divisible"):
+        downsample(torch.zeros(3, 2, 6, 6), 4)
+
+
+def test_stage_networks_name_bad_stages():
+    with pytest.raises(ValueError, match="stage='audio'"):
+        TextConditionedDenoiser(SMOKE, "audio")
