@@ -33,8 +33,9 @@ TASKS = ("image_to_video", "inpainting", "cinemagraph")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of uint8 arrays; inf when they are identical."""
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def cases(task: str, count: int, frames: int, size: int):

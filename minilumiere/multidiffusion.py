@@ -9,7 +9,8 @@ that cover f. That mean is the least-squares reconciliation of the windows,
     argmin_J  sum_i || J[window_i] - Phi(J[window_i]) ||^2   (solved frame by frame),
 
 and because a DDIM step is linear in the prediction, blending predictions is the same as
-blending the windows' next states. Windows sampled on their own and stitched at the end
+blending the windows' next states (exactly so without clipping the predicted x0; with
+clipping, as the samplers here do, nearly so). Windows sampled on their own and stitched at the end
 disagree where they meet (seams); blended windows never get the chance to.
 """
 from __future__ import annotations

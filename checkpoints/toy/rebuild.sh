@@ -15,3 +15,13 @@ python -m minilumiere export "$runs/video/checkpoint.safetensors" checkpoints/to
     --base checkpoints/toy/t2i.safetensors
 cp "$runs/t2i/metrics.jsonl" checkpoints/toy/t2i_metrics.jsonl
 cp "$runs/video/metrics.jsonl" checkpoints/toy/video_metrics.jsonl
+# Later stages: SSR (from scratch, on windows and crops) and the conditioning fine-tune of the
+# video model (<C, M> channels), exported the same way.
+python -m minilumiere train --stage ssr --config toy --out "$runs/ssr"
+python -m minilumiere train --stage conditioning --config toy --out "$runs/conditioning" \
+    --init "$runs/video/checkpoint.safetensors"
+python -m minilumiere export "$runs/ssr/checkpoint.safetensors" checkpoints/toy/ssr.safetensors
+python -m minilumiere export "$runs/conditioning/checkpoint.safetensors" \
+    checkpoints/toy/conditioning.safetensors --base checkpoints/toy/t2i.safetensors
+cp "$runs/ssr/metrics.jsonl" checkpoints/toy/ssr_metrics.jsonl
+cp "$runs/conditioning/metrics.jsonl" checkpoints/toy/conditioning_metrics.jsonl
