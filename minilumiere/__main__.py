@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--config", default="toy", help="smoke, toy or full")
     train.add_argument("--out", required=True, help="folder for checkpoint, metrics, samples")
     train.add_argument("--init", help="video: the T2I checkpoint to inflate; conditioning: the "
-                                      "video checkpoint to extend")
+                                      "T2I checkpoint to inflate or video checkpoint to extend")
     train.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     train.add_argument("--max-steps", type=int)
     train.add_argument("--minutes", type=float)

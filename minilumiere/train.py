@@ -205,16 +205,21 @@ def inflated_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
 
 
 def conditioned_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
-    """The video model with <C, M> input channels added at zero: at step 0 it is the video
-    model, whatever C and M hold."""
+    """The video model with <C, M> input channels added at zero: at step 0 it is the model
+    it starts from, whatever C and M hold. `init` is a video checkpoint (fine-tune it), or a
+    T2I checkpoint (inflate it, then train the temporal layers on the task mixture at once:
+    the shipped recipe, see the model card)."""
     if init is None:
-        raise TrainingError("--stage conditioning needs --init: the video checkpoint to extend")
-    video = checkpoints.load(init)
-    if video.stage != "video" or video.cfg.unet != cfg.unet or video.cfg.stunet != cfg.stunet:
-        raise TrainingError(f"--init {init} is stage {video.stage!r} with other network "
-                            f"settings; it must be a video checkpoint of config {cfg.name!r}")
+        raise TrainingError("--stage conditioning needs --init: the T2I checkpoint to inflate "
+                            "or the video checkpoint to extend")
+    start = checkpoints.load(init)
+    if start.stage == "t2i":
+        start = inflated_from(cfg, init)
+    elif start.stage != "video" or start.cfg.unet != cfg.unet or start.cfg.stunet != cfg.stunet:
+        raise TrainingError(f"--init {init} is stage {start.stage!r} with other network "
+                            f"settings; it must be a T2I or video checkpoint of config {cfg.name!r}")
     model = TextConditionedDenoiser(cfg, "conditioning")
-    missing, unexpected = model.load_state_dict(video.state_dict(), strict=False)
+    missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
     assert not unexpected and all(name.startswith("net.cond_in.") for name in missing), missing
     return model
 

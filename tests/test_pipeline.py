@@ -6,6 +6,7 @@ import pytest
 from minilumiere import checkpoints, load_pipeline
 from minilumiere.config import get_config
 from minilumiere.data import render_clip
+from minilumiere.pipeline import sample
 from minilumiere.train import train
 
 SMOKE = get_config("smoke")
@@ -33,6 +34,13 @@ def test_caption_to_clip_at_ssr_resolution_same_seed_same_clip(pipe):
     assert base.shape == (T, BASE, BASE, 3)
     assert np.array_equal(clip, pipe(CAPTION, seed=0, steps=2))
     assert not np.array_equal(clip, pipe(CAPTION, seed=1, steps=2))
+
+
+def test_text_to_video_is_the_conditioning_model_with_nothing_known(pipe):
+    assert pipe.text_to_video is pipe.conditioned
+    _, base = pipe(CAPTION, seed=3, steps=2, return_base=True)
+    assert np.array_equal(base, sample(pipe.conditioned, [CAPTION], 3, steps=2)[0])
+    assert not np.array_equal(base, sample(pipe.video, [CAPTION], 3, steps=2)[0])
 
 
 def test_upsample_alone(pipe):

@@ -13,10 +13,14 @@ SMOKE = get_config("smoke")
 
 
 @pytest.fixture(scope="module")
-def video_checkpoint(tmp_path_factory):
-    t2i = train(SMOKE, "t2i", tmp_path_factory.mktemp("t2i"), max_steps=4, progress=False)
-    return train(SMOKE, "video", tmp_path_factory.mktemp("video"), init=t2i, max_steps=4,
-                 progress=False)
+def t2i_checkpoint(tmp_path_factory):
+    return train(SMOKE, "t2i", tmp_path_factory.mktemp("t2i"), max_steps=4, progress=False)
+
+
+@pytest.fixture(scope="module")
+def video_checkpoint(tmp_path_factory, t2i_checkpoint):
+    return train(SMOKE, "video", tmp_path_factory.mktemp("video"), init=t2i_checkpoint,
+                 max_steps=4, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +80,27 @@ def test_conditioning_stage_trains_temporal_layers_and_the_new_input(video_check
     assert [m["step"] for m in read_metrics(tmp_path / "metrics.jsonl")][-1] == 6
 
 
-def test_conditioning_needs_a_video_checkpoint(tmp_path):
+def test_conditioning_model_inflated_straight_from_t2i(t2i_checkpoint, tmp_path):
+    """The shipped recipe: inflate the T2I model and add <C, M> in one go. At step 0 it is
+    the T2I model on every frame of a static clip (identity temporal layers, cond_in zero)."""
+    path = train(SMOKE, "conditioning", tmp_path, init=t2i_checkpoint, max_steps=0,
+                 progress=False)
+    t2i, conditioned = checkpoints.load(t2i_checkpoint), checkpoints.load(path)
+    frame, t = torch.randn(2, 3, 16, 16), torch.tensor([5, 700])
+    static = frame[:, :, None].expand(-1, -1, 8, -1, -1)                # (B, 3, T, H, W)
+    context = t2i.encode(["a red circle moving left", ""])
+    out = conditioned.net(static, t, context, torch.randn(2, 4, 8, 16, 16))
+    torch.testing.assert_close(out, t2i.net(frame, t, context)[:, :, None].expand_as(out),
+                               atol=1e-5, rtol=1e-5)
+    for name, value in t2i.net.state_dict().items():
+        assert torch.equal(conditioned.net.unet2d.state_dict()[name], value), name
+
+
+def test_conditioning_needs_a_t2i_or_video_checkpoint(tmp_path, ssr_checkpoint):
     with pytest.raises(TrainingError, match="--init"):
         train(SMOKE, "conditioning", tmp_path, max_steps=1, progress=False)
+    with pytest.raises(TrainingError, match="T2I or video checkpoint"):
+        train(SMOKE, "conditioning", tmp_path, init=ssr_checkpoint, max_steps=1, progress=False)
 
 
 def test_ssr_stage_trains_and_upsamples(ssr_checkpoint):
