@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--steps", type=int)
     sample.add_argument("--guidance", type=float)
+    sample.add_argument("--ssr-steps", type=int, help="DDIM steps of the SSR model")
     sample.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
     sample.add_argument("--out", default="outputs/clip.mp4", help=".mp4 or .gif")
 
@@ -97,7 +98,7 @@ def _sample(args) -> int:
 
     pipe = load_pipeline(args.weights)
     clip, base = pipe(args.caption, seed=args.seed, steps=args.steps, guidance=args.guidance,
-                      return_base=True)
+                      return_base=True, ssr_steps=args.ssr_steps)
     video = write_video(args.out, clip)
     size = clip.shape[1]
     upscaled = base.repeat(size // base.shape[1], axis=1).repeat(size // base.shape[2], axis=2)

@@ -91,12 +91,14 @@ class Pipeline:
         self.text_to_video = self.conditioned or self.video
 
     def __call__(self, caption: str, seed: int = 0, steps: int | None = None,
-                 guidance: float | None = None, return_base: bool = False):
+                 guidance: float | None = None, return_base: bool = False,
+                 ssr_steps: int | None = None):
         """A clip at the SSR resolution (the base resolution if no SSR model is loaded);
-        with return_base=True, (clip, base clip)."""
-        _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps)
+        with return_base=True, (clip, base clip). `steps` and `guidance` are the base
+        model's; `ssr_steps` the SSR model's (its config's default if None)."""
+        _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps, ssr_steps)
         base = sample(self.text_to_video, [caption], seed, steps, guidance)[0]
-        return self._finish(base, caption, seed, return_base)
+        return self._finish(base, caption, seed, return_base, ssr_steps)
 
     def upsample(self, base_clip: np.ndarray, caption: str, seed: int = 0,
                  steps: int | None = None) -> np.ndarray:
@@ -123,17 +125,19 @@ class Pipeline:
 
     def image_to_video(self, image: np.ndarray, caption: str, seed: int = 0,
                        steps: int | None = None, guidance: float | None = None,
-                       return_base: bool = False, keep_known: bool = False):
+                       return_base: bool = False, keep_known: bool = False,
+                       ssr_steps: int | None = None):
         """Animate an image (H, W, 3) uint8 at the base or SSR resolution: it becomes frame 0.
         keep_known=True pastes the known pixels into every step's prediction (exact frame 0
         at the base resolution) instead of trusting the model to copy them."""
         first = self._to_base(_image_tensor("image", image, self._sizes()))
         return self._conditioned(conditioning.image_to_video(first, self.cfg.frames), caption,
-                                 seed, steps, guidance, return_base, keep_known)
+                                 seed, steps, guidance, return_base, keep_known, ssr_steps)
 
     def inpaint(self, clip: np.ndarray, known: np.ndarray, caption: str, seed: int = 0,
                 steps: int | None = None, guidance: float | None = None,
-                return_base: bool = False, keep_known: bool = False):
+                return_base: bool = False, keep_known: bool = False,
+                ssr_steps: int | None = None):
         """Fill a clip (T, H, W, 3) uint8 where `known` (T, H, W) bool is False."""
         video = _clip_tensor("clip", clip, self._sizes(), self.cfg.frames)
         mask = _mask_tensor("known", known, video.shape[1:])
@@ -141,11 +145,13 @@ class Pipeline:
         # a base pixel is known only when all the pixels it averages are
         base_mask = -F.max_pool3d(-mask[None].float(), (1, factor, factor))[0] > 0.5
         return self._conditioned(conditioning.inpainting(self._to_base(video), base_mask),
-                                 caption, seed, steps, guidance, return_base, keep_known)
+                                 caption, seed, steps, guidance, return_base, keep_known,
+                                 ssr_steps)
 
     def cinemagraph(self, image: np.ndarray, region: np.ndarray, caption: str, seed: int = 0,
                     steps: int | None = None, guidance: float | None = None,
-                    return_base: bool = False, keep_known: bool = False):
+                    return_base: bool = False, keep_known: bool = False,
+                    ssr_steps: int | None = None):
         """Animate only `region` (H, W) bool of a still image (H, W, 3) uint8."""
         still = _image_tensor("image", image, self._sizes())
         mask = _mask_tensor("region", region, still.shape[1:])
@@ -154,19 +160,22 @@ class Pipeline:
         base_region = F.max_pool2d(mask[None].float(), factor)[0] > 0.5
         return self._conditioned(conditioning.cinemagraph(self._to_base(still), base_region,
                                                           self.cfg.frames),
-                                 caption, seed, steps, guidance, return_base, keep_known)
+                                 caption, seed, steps, guidance, return_base, keep_known,
+                                 ssr_steps)
 
-    def _conditioned(self, cond, caption, seed, steps, guidance, return_base, keep_known):
+    def _conditioned(self, cond, caption, seed, steps, guidance, return_base, keep_known,
+                     ssr_steps):
         if self.conditioned is None:
             raise ValueError("this pipeline was loaded without its conditioning model "
                              "(conditioning.safetensors)")
-        _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps)
+        _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps, ssr_steps)
         base = sample(self.conditioned, [caption], seed, steps, guidance, cond=cond[None],
                       keep_known=keep_known)[0]
-        return self._finish(base, caption, seed, return_base)
+        return self._finish(base, caption, seed, return_base, ssr_steps)
 
-    def _finish(self, base: np.ndarray, caption: str, seed: int, return_base: bool):
-        clip = base if self.ssr is None else self.upsample(base, caption, seed)
+    def _finish(self, base: np.ndarray, caption: str, seed: int, return_base: bool,
+                ssr_steps: int | None):
+        clip = base if self.ssr is None else self.upsample(base, caption, seed, ssr_steps)
         return (clip, base) if return_base else clip
 
     def _sizes(self) -> tuple[int, ...]:
@@ -215,9 +224,10 @@ def _mask_tensor(name: str, mask, shape) -> torch.Tensor:
     return torch.from_numpy(mask.copy())
 
 
-def _check_sampling_args(steps, guidance, num_steps: int) -> None:
-    if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= num_steps):
-        raise ValueError(f"steps={steps!r} must be an int from 1 to {num_steps}")
+def _check_sampling_args(steps, guidance, num_steps: int, ssr_steps=None) -> None:
+    for name, value in (("steps", steps), ("ssr_steps", ssr_steps)):
+        if value is not None and (not isinstance(value, int) or not 1 <= value <= num_steps):
+            raise ValueError(f"{name}={value!r} must be an int from 1 to {num_steps}")
     if guidance is not None and not (isinstance(guidance, (int, float)) and 0 <= guidance <= 50):
         raise ValueError(f"guidance={guidance!r} must be a number from 0 to 50 (1 = no guidance)")
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from minilumiere import checkpoints, load_pipeline
+from minilumiere.__main__ import main
 from minilumiere.config import get_config
 from minilumiere.data import render_clip
 from minilumiere.pipeline import sample
@@ -15,16 +16,22 @@ T, BASE, HIGH = SMOKE.frames, SMOKE.size, SMOKE.ssr_size
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
+def ship(tmp_path_factory):
+    """A folder of smoke-trained models, exported as the shipped ones are."""
     runs, ship = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("ship")
     t2i = train(SMOKE, "t2i", runs / "t2i", max_steps=3, progress=False)
     video = train(SMOKE, "video", runs / "video", init=t2i, max_steps=3, progress=False)
-    cond = train(SMOKE, "conditioning", runs / "cond", init=video, max_steps=3, progress=False)
+    cond = train(SMOKE, "conditioning", runs / "cond", init=t2i, max_steps=3, progress=False)
     ssr = train(SMOKE, "ssr", runs / "ssr", max_steps=3, progress=False)
     base = checkpoints.export(t2i, ship / "t2i.safetensors")
     checkpoints.export(video, ship / "video.safetensors", base=base)
     checkpoints.export(cond, ship / "conditioning.safetensors", base=base)
     checkpoints.export(ssr, ship / "ssr.safetensors")
+    return ship
+
+
+@pytest.fixture(scope="module")
+def pipe(ship):
     return load_pipeline(ship)
 
 
@@ -41,6 +48,23 @@ def test_text_to_video_is_the_conditioning_model_with_nothing_known(pipe):
     _, base = pipe(CAPTION, seed=3, steps=2, return_base=True)
     assert np.array_equal(base, sample(pipe.conditioned, [CAPTION], 3, steps=2)[0])
     assert not np.array_equal(base, sample(pipe.video, [CAPTION], 3, steps=2)[0])
+
+
+def test_ssr_steps_reach_the_ssr_model(pipe):
+    clip, base = pipe(CAPTION, seed=0, steps=2, ssr_steps=1, return_base=True)
+    assert np.array_equal(clip, pipe.upsample(base, CAPTION, seed=0, steps=1))
+    assert not np.array_equal(clip, pipe.upsample(base, CAPTION, seed=0, steps=3))
+
+
+def test_sample_command_writes_the_video_and_its_frame_grid(ship, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    assert main(["sample", CAPTION, "--weights", str(ship), "--out", str(out), "--steps", "2",
+                 "--ssr-steps", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert out.stat().st_size > 0 and out.with_suffix(".png").stat().st_size > 0
+    assert str(out) in printed and str(out.with_suffix(".png")) in printed
+    assert main(["sample", "a red blob moving left", "--weights", str(ship)]) == 1
+    assert "blob" in capsys.readouterr().err
 
 
 def test_upsample_alone(pipe):
@@ -84,6 +108,8 @@ def test_keep_known_keeps_the_given_frame_exactly(pipe):
     (lambda p, c: p.cinemagraph(c[0], np.ones((8, 8), dtype=bool), CAPTION), "region"),
     (lambda p, c: p(CAPTION, steps=0), "steps=0"),
     (lambda p, c: p(CAPTION, guidance=-1), "guidance=-1"),
+    (lambda p, c: p(CAPTION, ssr_steps=0), "ssr_steps=0"),
+    (lambda p, c: p.image_to_video(c[0], CAPTION, ssr_steps=2.5), "ssr_steps=2.5"),
     (lambda p, c: p("a red blob moving left"), "blob"),
     (lambda p, c: p.upsample(c[:2], CAPTION), "window"),
 ])
