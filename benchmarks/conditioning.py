@@ -1,12 +1,12 @@
 """Image-to-video, inpainting and cinemagraphs: do they keep what is given and follow the caption?
 
     python -m minilumiere bench conditioning            # the shipped weights
-    python benchmarks/conditioning.py --weights FOLDER --cases 48
+    python benchmarks/conditioning.py --weights FOLDER --cases 48 --mode model
 
 48 cases per task with fixed seeds (captions cycle through all 72; the held-out ones are in),
-measured on the base clip (16x16) the conditioning model makes, DDIM with guidance; with
---keep-known the known pixels are also pasted into every step's prediction (a sampler-side
-guarantee: the default run measures what the model learned):
+measured on the base clip (16x16) the conditioning model makes, DDIM with guidance, in two
+modes side by side: the model alone (what it learned) and with the known pixels pasted into
+every step's prediction (`keep_known`, a sampler-side guarantee):
 - image-to-video: frame 0 of a real clip is given. PSNR of frame 0; oracle direction and all
   three attributes as captioned.
 - inpainting: a real clip with a box hidden (over all frames or a run of frames). PSNR on the
@@ -73,49 +73,56 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=48)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--guidance", type=float)
-    parser.add_argument("--keep-known", action="store_true",
-                        help="overwrite the known pixels at every step (conditioning.keep_known)")
+    parser.add_argument("--mode", choices=["model", "keep_known", "both"], default="both",
+                        help="the model alone, known pixels overwritten at every step "
+                             "(conditioning.keep_known), or both side by side")
     args = parser.parse_args()
-    torch.manual_seed(0)
     pipe = load_pipeline(args.weights)
     model, cfg = pipe.conditioned, pipe.cfg
     print(f"conditioning model, {cfg.frames} frames at {cfg.size}x{cfg.size}, "
           f"{cfg.diffusion.sample_steps} DDIM steps, guidance "
-          f"{args.guidance or cfg.diffusion.guidance}, {args.cases} cases per task, "
-          f"{'known pixels pasted at every step' if args.keep_known else 'the model alone'}")
+          f"{args.guidance or cfg.diffusion.guidance}, {args.cases} cases per task")
     for task in TASKS:
-        started = time.perf_counter()
-        chosen = cases(task, args.cases, cfg.frames, cfg.size)
-        made = []
-        for start in range(0, len(chosen), args.batch):
-            part = chosen[start:start + args.batch]
-            made += sample(model, [c[0] for c in part], [c[1] for c in part],
-                           guidance=args.guidance, cond=torch.stack([c[3] for c in part]),
-                           keep_known=args.keep_known)
-        seconds = (time.perf_counter() - started) / len(chosen)
-        hits = {key: 0 for key in (*ATTRIBUTES, "all")}
-        kept = []
-        for (caption, _, real, _, mask), out in zip(chosen, made):
-            if task == "image_to_video":
-                kept.append(psnr(out[0], real[0]))
-                judged = out
-            elif task == "inpainting":
-                kept.append(psnr(out[mask], real[mask]))
-                judged = out
-            else:
-                outside = out[:, ~mask].astype(np.float64)
-                kept.append(np.abs(np.diff(outside, axis=0)).mean())
-                judged = out.copy()
-                judged[:, ~mask] = BACKGROUND
-            for key, value in right(judged, caption).items():
-                hits[key] += value
-        n = len(chosen)
-        kept_name = {"image_to_video": "PSNR frame 0", "inpainting": "PSNR known pixels",
-                     "cinemagraph": "frame diff outside (1/255)"}[task]
-        rates = "  ".join(f"{k} {100 * v / n:5.1f}%" for k, v in hits.items())
-        print(f"\n{task}: {kept_name} mean {np.mean(kept):.2f} (worst "
-              f"{(np.max if task == 'cinemagraph' else np.min)(kept):.2f}); {seconds:.1f} s/case")
-        print(f"   oracle as captioned: {rates}")
+        for keep_known in {"model": [False], "keep_known": [True], "both": [False, True]}[args.mode]:
+            torch.manual_seed(0)
+            run_task(model, cfg, task, args.cases, args.batch, args.guidance, keep_known)
+
+
+def run_task(model, cfg, task: str, count: int, batch: int, guidance, keep_known: bool) -> None:
+    """Sample one task's cases and print what was kept and what the oracle reads."""
+    started = time.perf_counter()
+    chosen = cases(task, count, cfg.frames, cfg.size)
+    made = []
+    for start in range(0, len(chosen), batch):
+        part = chosen[start:start + batch]
+        made += sample(model, [c[0] for c in part], [c[1] for c in part],
+                       guidance=guidance, cond=torch.stack([c[3] for c in part]),
+                       keep_known=keep_known)
+    seconds = (time.perf_counter() - started) / len(chosen)
+    hits = {key: 0 for key in (*ATTRIBUTES, "all")}
+    kept = []
+    for (caption, _, real, _, mask), out in zip(chosen, made):
+        if task == "image_to_video":
+            kept.append(psnr(out[0], real[0]))
+            judged = out
+        elif task == "inpainting":
+            kept.append(psnr(out[mask], real[mask]))
+            judged = out
+        else:
+            outside = out[:, ~mask].astype(np.float64)
+            kept.append(np.abs(np.diff(outside, axis=0)).mean())
+            judged = out.copy()
+            judged[:, ~mask] = BACKGROUND
+        for key, value in right(judged, caption).items():
+            hits[key] += value
+    n = len(chosen)
+    kept_name = {"image_to_video": "PSNR frame 0", "inpainting": "PSNR known pixels",
+                 "cinemagraph": "frame diff outside (1/255)"}[task]
+    rates = "  ".join(f"{k} {100 * v / n:5.1f}%" for k, v in hits.items())
+    mode = "keep_known" if keep_known else "model alone"
+    print(f"\n{task} ({mode}): {kept_name} mean {np.mean(kept):.2f} (worst "
+          f"{(np.max if task == 'cinemagraph' else np.min)(kept):.2f}); {seconds:.1f} s/case")
+    print(f"   oracle as captioned: {rates}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Do the toy models really work? Oracle accuracy of generated clips, and its trade-offs.
 
-    python -m minilumiere bench toy_quality                 # the shipped weights
+    python -m minilumiere bench toy_quality                 # the shipped text-to-video models
     python benchmarks/toy_quality.py --weights runs/toy/video/checkpoint.safetensors
 
 96 clips with fixed seeds: 72 with captions of the training split (each of the 60 captions,
 then the first 12 again with new seeds) and 24 of the held-out split (each of the 12, twice).
-A clip counts as right when the oracle reads all three attributes as captioned. Then the same
-on a subset against the guidance scale and against the number of DDIM steps.
+A clip counts as right when the oracle reads all three attributes as captioned. By default
+the two shipped models that can make a clip from a caption alone, side by side: the
+conditioning model with nothing known (M = 0, what `pipe(caption)` samples) and the video
+model. Then, for the first model only, the same on a subset against the guidance scale and
+against the number of DDIM steps.
 """
 from __future__ import annotations
 
@@ -52,45 +55,57 @@ def score(model, cases, steps=None, guidance=None, batch: int = 24) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--weights", default=str(SHIPPED / "toy" / "video.safetensors"),
-                        help="a video checkpoint (exported or training)")
+    shipped = SHIPPED / "toy"
+    parser.add_argument("--weights", nargs="+",
+                        default=[str(shipped / "conditioning.safetensors"),
+                                 str(shipped / "video.safetensors")],
+                        help="video or conditioning checkpoints (exported or training)")
     parser.add_argument("--sweep-clips", type=int, default=48,
                         help="clips per setting in the guidance and steps sweeps (0: skip)")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    model = checkpoints.load(Path(args.weights))
-    cfg = model.cfg
     cases = evaluation_set()
+    models = {path: checkpoints.load(Path(path)) for path in args.weights}
+    for path, model in models.items():
+        headline(path, model, cases)
+    if args.sweep_clips:
+        sweeps(args.weights[0], models[args.weights[0]], cases, args.sweep_clips)
 
+
+def headline(path: str, model, cases) -> None:
+    """Seconds per clip, then the 96-clip table, for one model."""
+    torch.manual_seed(0)
+    cfg = model.cfg
     started = time.perf_counter()
     with torch.no_grad():
         sample(model, ["a red circle moving left"], 0)
     one_clip = time.perf_counter() - started
-    print(f"weights: {args.weights}  (config {cfg.name!r}, step "
-          f"{checkpoints.read_metadata(args.weights)['step']})")
+    print(f"\nweights: {path}  ({model.stage} model, config {cfg.name!r}, step "
+          f"{checkpoints.read_metadata(path)['step']}"
+          f"{', nothing known (M = 0)' if model.cond_channels else ''})")
     print(f"seconds to sample one clip ({cfg.frames} frames {cfg.size}x{cfg.size}, "
           f"{cfg.diffusion.sample_steps} DDIM steps, guidance {cfg.diffusion.guidance}): "
           f"{one_clip:.2f}")
-
     result = score(model, cases)
-    print(f"\nheadline: {len(cases)} clips, DDIM {cfg.diffusion.sample_steps} steps, "
+    print(f"{len(cases)} clips, DDIM {cfg.diffusion.sample_steps} steps, "
           f"guidance {cfg.diffusion.guidance}")
     print(f"{'split':<9}" + "".join(f"{a:>11}" for a in (*ATTRIBUTES, "all three")))
     for split in ("train", "heldout"):
         print(f"{split:<9}" + "".join(f"{result[split][a]:>10.1f}%" for a in (*ATTRIBUTES, "all")))
 
-    if args.sweep_clips:
-        subset = cases[: args.sweep_clips * 3 // 4] + cases[72: 72 + args.sweep_clips // 4]
-        print(f"\nall three right (%) on {len(subset)} clips "
-              f"({len(subset) * 3 // 4} train / {len(subset) // 4} held-out captions)")
-        print(f"{'guidance':>9} {'train':>7} {'heldout':>8}")
-        for guidance in (1.0, 2.0, 4.0, 8.0):
-            r = score(model, subset, guidance=guidance)
-            print(f"{guidance:>9.0f} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
-        print(f"{'steps':>9} {'train':>7} {'heldout':>8}")
-        for steps in (5, 10, 25, 50):
-            r = score(model, subset, steps=steps)
-            print(f"{steps:>9} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
+
+def sweeps(path: str, model, cases, clips: int) -> None:
+    """All three right against the guidance scale and the number of DDIM steps."""
+    subset = cases[: clips * 3 // 4] + cases[72: 72 + clips // 4]
+    print(f"\n{path}: all three right (%) on {len(subset)} clips "
+          f"({len(subset) * 3 // 4} train / {len(subset) // 4} held-out captions)")
+    print(f"{'guidance':>9} {'train':>7} {'heldout':>8}")
+    for guidance in (1.0, 2.0, 4.0, 8.0):
+        r = score(model, subset, guidance=guidance)
+        print(f"{guidance:>9.0f} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
+    print(f"{'steps':>9} {'train':>7} {'heldout':>8}")
+    for steps in (5, 10, 25, 50):
+        r = score(model, subset, steps=steps)
+        print(f"{steps:>9} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
 
 
 if __name__ == "__main__":

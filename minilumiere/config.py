@@ -94,9 +94,9 @@ class TrainConfig:
     ssr_batch_size: int = 8        # windows of ssr.window frames, ssr.crop pixels square
     ssr_max_steps: int = 3000
     ssr_minutes: float = 15.0
-    cond_max_steps: int = 2200     # conditioning stage, inflated straight from the T2I model
-    cond_minutes: float = 90.0
-    cond_high_noise_share: float = 0.5  # less than video: given pixels often tell the motion
+    cond_max_steps: int = 2000     # conditioning fine-tune of the base model (batch_size clips)
+    cond_minutes: float = 15.0
+    cond_high_noise_share: float = 0.3  # less than video: given pixels often tell the motion
     checkpoint_every: int = 250
     log_every: int = 25
     sample_every: int = 500
