@@ -30,6 +30,7 @@ from minilumiere.pipeline import sample
 
 ATTRIBUTES = ("color", "shape", "direction")
 TASKS = ("image_to_video", "inpainting", "cinemagraph")
+MODES = {"model": (False,), "keep_known": (True,), "both": (False, True)}   # keep_known values
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=48)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--guidance", type=float)
-    parser.add_argument("--mode", choices=["model", "keep_known", "both"], default="both",
+    parser.add_argument("--mode", choices=list(MODES), default="both",
                         help="the model alone, known pixels overwritten at every step "
                              "(conditioning.keep_known), or both side by side")
     args = parser.parse_args()
@@ -83,7 +84,7 @@ def main() -> None:
           f"{cfg.diffusion.sample_steps} DDIM steps, guidance "
           f"{args.guidance or cfg.diffusion.guidance}, {args.cases} cases per task")
     for task in TASKS:
-        for keep_known in {"model": [False], "keep_known": [True], "both": [False, True]}[args.mode]:
+        for keep_known in MODES[args.mode]:
             torch.manual_seed(0)
             run_task(model, cfg, task, args.cases, args.batch, args.guidance, keep_known)
 

@@ -206,18 +206,20 @@ def inflated_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
 
 def conditioned_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
     """The video model with <C, M> input channels added at zero: at step 0 it is the model
-    it starts from, whatever C and M hold. `init` is a video checkpoint (fine-tune it), or a
-    T2I checkpoint (inflate it, then train the temporal layers on the task mixture at once:
-    the shipped recipe, see the model card)."""
+    it starts from, whatever C and M hold. `init` is a video checkpoint (fine-tune it: the
+    shipped recipe), or a T2I checkpoint (inflate it and train the temporal layers on the
+    task mixture at once; the model card reports how that went)."""
     if init is None:
         raise TrainingError("--stage conditioning needs --init: the T2I checkpoint to inflate "
                             "or the video checkpoint to extend")
-    start = checkpoints.load(init)
-    if start.stage == "t2i":
+    if checkpoints.config_of(init)[1] == "t2i":
         start = inflated_from(cfg, init)
-    elif start.stage != "video" or start.cfg.unet != cfg.unet or start.cfg.stunet != cfg.stunet:
-        raise TrainingError(f"--init {init} is stage {start.stage!r} with other network "
-                            f"settings; it must be a T2I or video checkpoint of config {cfg.name!r}")
+    else:
+        start = checkpoints.load(init)
+        if start.stage != "video" or start.cfg.unet != cfg.unet or start.cfg.stunet != cfg.stunet:
+            raise TrainingError(f"--init {init} is stage {start.stage!r} with other network "
+                                f"settings; it must be a T2I or video checkpoint of config "
+                                f"{cfg.name!r}")
     model = TextConditionedDenoiser(cfg, "conditioning")
     missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
     assert not unexpected and all(name.startswith("net.cond_in.") for name in missing), missing

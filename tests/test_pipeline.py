@@ -21,7 +21,7 @@ def ship(tmp_path_factory):
     runs, ship = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("ship")
     t2i = train(SMOKE, "t2i", runs / "t2i", max_steps=3, progress=False)
     video = train(SMOKE, "video", runs / "video", init=t2i, max_steps=3, progress=False)
-    cond = train(SMOKE, "conditioning", runs / "cond", init=t2i, max_steps=3, progress=False)
+    cond = train(SMOKE, "conditioning", runs / "cond", init=video, max_steps=3, progress=False)
     ssr = train(SMOKE, "ssr", runs / "ssr", max_steps=3, progress=False)
     base = checkpoints.export(t2i, ship / "t2i.safetensors")
     checkpoints.export(video, ship / "video.safetensors", base=base)

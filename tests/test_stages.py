@@ -81,8 +81,8 @@ def test_conditioning_stage_trains_temporal_layers_and_the_new_input(video_check
 
 
 def test_conditioning_model_inflated_straight_from_t2i(t2i_checkpoint, tmp_path):
-    """The shipped recipe: inflate the T2I model and add <C, M> in one go. At step 0 it is
-    the T2I model on every frame of a static clip (identity temporal layers, cond_in zero)."""
+    """Inflate the T2I model and add <C, M> in one go. At step 0 it is the T2I model on
+    every frame of a static clip (identity temporal layers, cond_in zero)."""
     path = train(SMOKE, "conditioning", tmp_path, init=t2i_checkpoint, max_steps=0,
                  progress=False)
     t2i, conditioned = checkpoints.load(t2i_checkpoint), checkpoints.load(path)
