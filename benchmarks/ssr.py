@@ -3,11 +3,11 @@
     python -m minilumiere bench ssr                 # the shipped weights
     python benchmarks/ssr.py --weights FOLDER --clips 32
 
-1. Seams. 32 base clips sampled from captions, upsampled by SSR over windows (a) blended at
-   every step and (b) sampled on their own and stitched. The mean absolute frame-to-frame
-   difference (in 1/255) at the frames where the stitched clip changes window, against the
-   same between all other consecutive frames. The shapes move at constant speed, so without
-   seams both numbers are about the same.
+1. Seams. 32 base clips sampled from captions by the pipeline's text-to-video model,
+   upsampled by SSR over windows (a) blended at every step and (b) sampled on their own and
+   stitched. The mean absolute frame-to-frame difference (in 1/255) at the frames where the
+   stitched clip changes window, against the same between all other consecutive frames. The
+   shapes move at constant speed, so without seams both numbers are about the same.
 2. Fidelity. Real clips rendered at the SSR size, area-downsampled to the base size, then
    upsampled by SSR (blended) and by bicubic / bilinear interpolation: PSNR against the real clip.
 3. Agreement. The oracle reads the base clip and its SSR output: share with all three
@@ -64,7 +64,7 @@ def main() -> None:
           f"(stitched borders at frames {borders}), {cfg.ssr.sample_steps} DDIM steps")
 
     started = time.perf_counter()
-    base = sample(pipe.video, chosen, seeds)
+    base = sample(pipe.text_to_video, chosen, seeds)
     base_seconds = time.perf_counter() - started
     blended, stitched, seconds = [], [], {True: 0.0, False: 0.0}
     for start in range(0, args.clips, args.batch):
