@@ -98,14 +98,21 @@ def sweeps(path: str, model, cases, clips: int) -> None:
     subset = cases[: clips * 3 // 4] + cases[72: 72 + clips // 4]
     print(f"\n{path}: all three right (%) on {len(subset)} clips "
           f"({len(subset) * 3 // 4} train / {len(subset) // 4} held-out captions)")
+    defaults = model.cfg.diffusion
+    results = {}                                     # (steps, guidance) -> score, each run once
+
+    def row(label, steps, guidance):
+        if (steps, guidance) not in results:
+            results[steps, guidance] = score(model, subset, steps=steps, guidance=guidance)
+        r = results[steps, guidance]
+        print(f"{label:>9g} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
+
     print(f"{'guidance':>9} {'train':>7} {'heldout':>8}")
     for guidance in (1.0, 2.0, 4.0, 8.0):
-        r = score(model, subset, guidance=guidance)
-        print(f"{guidance:>9.0f} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
+        row(guidance, defaults.sample_steps, guidance)
     print(f"{'steps':>9} {'train':>7} {'heldout':>8}")
     for steps in (5, 10, 25, 50):
-        r = score(model, subset, steps=steps)
-        print(f"{steps:>9} {r['train']['all']:>6.1f}% {r['heldout']['all']:>7.1f}%")
+        row(steps, steps, defaults.guidance)
 
 
 if __name__ == "__main__":
