@@ -1,5 +1,7 @@
 """Shared test settings: quiet progress bars, headless matplotlib, two workers of one thread.
 
+At the repository root, so they hold whatever paths pytest is given (a single notebook too).
+
 pytest runs two workers (`-n 2 --dist loadgroup` in pyproject.toml). The cells of a notebook
 must run in order in one kernel, so each notebook is one xdist group; every other test is
 scheduled on its own. xdist hands out the groups with the most items first (the notebooks),
