@@ -60,6 +60,10 @@ class SSRConfig:
     crop: int = 32                 # training crops (the model is convolutional in space)
     sample_steps: int = 20
     guidance: float = 1.0          # the base clip says nearly everything; no guidance needed
+    grain: bool = True             # train on clips whose background has a static grain that
+                                   # averages out at the base size (render_clip's grain): detail
+                                   # the base clip leaves open, which SSR must invent alike on
+                                   # every frame (and windows must agree on: MultiDiffusion)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class TrainConfig:
     cond_max_steps: int = 2000     # conditioning fine-tune of the base model (batch_size clips)
     cond_minutes: float = 15.0
     cond_high_noise_share: float = 0.3  # less than video: given pixels often tell the motion
+    cond_train_spatial: bool = False    # the conditioning stage also trains the T2I U-Net's
+                                        # weights (not the text encoder); else only the new layers
     checkpoint_every: int = 250
     log_every: int = 25
     sample_every: int = 500

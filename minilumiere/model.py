@@ -32,7 +32,9 @@ def stage_networks(cfg: Config, stage: str) -> tuple[UNetConfig, STUNetConfig | 
     if stage == "video":
         return cfg.unet, cfg.stunet
     if stage == "conditioning":
-        return cfg.unet, dataclasses.replace(cfg.stunet, cond_channels=COND_CHANNELS[stage])
+        frozen = cfg.stunet.freeze_spatial and not cfg.train.cond_train_spatial
+        return cfg.unet, dataclasses.replace(cfg.stunet, cond_channels=COND_CHANNELS[stage],
+                                             freeze_spatial=frozen)
     ssr = cfg.ssr
     unet = dataclasses.replace(cfg.unet, channels=ssr.channels,
                                attention_levels=ssr.attention_levels,

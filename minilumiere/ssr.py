@@ -28,6 +28,12 @@ def downsample(clip: torch.Tensor, factor: int) -> torch.Tensor:
     return F.avg_pool3d(clip, (1, factor, factor))
 
 
+def grain_block(cfg) -> int:
+    """`render_clip`'s grain for real clips at `cfg.ssr_size`: the up-sampling factor when the
+    SSR model is trained on grainy backgrounds (`cfg.ssr.grain`), else 0 (plain)."""
+    return cfg.ssr_size // cfg.size if cfg.ssr.grain else 0
+
+
 def upsample(clip: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
     """Resize every frame to size x size: (..., C, T, h, w) -> (..., C, T, size, size)."""
     squeeze = clip.ndim == 4

@@ -50,12 +50,16 @@ class TrainingExamples(Dataset):
     - video: a clip (cond has 0 channels);
     - conditioning: a clip and its <C, M> for a task drawn from `COND_TASKS`;
     - ssr: a window of `ssr.window` frames and a `ssr.crop`-pixel square of a clip rendered
-      at `ssr_size`, with the clip area-downsampled to `size` and upsampled back as cond.
+      at `ssr_size` (with a background grain if `ssr.grain`), with the clip area-downsampled
+      to `size` and upsampled back as cond.
     The caption is dropped to "" with probability caption_dropout."""
 
     def __init__(self, cfg: Config, stage: str):
-        size = cfg.ssr_size if stage == "ssr" else cfg.size
-        self.videos = ToyVideos("train", cfg.frames, size, seed=cfg.train.seed)
+        if stage == "ssr":
+            self.videos = ToyVideos("train", cfg.frames, cfg.ssr_size, cfg.train.seed,
+                                    grain=ssr.grain_block(cfg))
+        else:
+            self.videos = ToyVideos("train", cfg.frames, cfg.size, seed=cfg.train.seed)
         self.stage, self.cfg = stage, cfg
 
     def __len__(self):

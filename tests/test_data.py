@@ -255,6 +255,56 @@ def test_unknown_split_raises_naming_it():
         captions("test")
 
 
+
+# ---------------------------------------------------------------- background grain
+
+def area_mean(clip: np.ndarray, block: int) -> np.ndarray:
+    """(T, H, W, 3) -> (T, H/block, W/block, 3): the mean of every block x block tile."""
+    frames, size, _, channels = clip.shape
+    tiles = clip.astype(np.float64).reshape(frames, size // block, block, size // block, block,
+                                            channels)
+    return tiles.mean(axis=(2, 4))
+
+
+@pytest.mark.parametrize("caption, seed", random_cases(12, seed=5))
+def test_grain_vanishes_at_the_base_resolution(caption, seed):
+    plain = render_clip(caption, seed=seed, size=64)
+    grainy = render_clip(caption, seed=seed, size=64, grain=4)
+    assert np.abs(grainy.astype(int) - plain).max() >= 5              # the grain is there
+    difference = np.abs(area_mean(grainy, 4) - area_mean(plain, 4))    # what 16 px sees
+    background = area_mean(plain, 4) == np.asarray(BACKGROUND)          # tiles without the shape
+    assert difference[background].max() <= 0.5                         # rounding alone
+    assert difference.max() <= 2.5 and difference.mean() < 0.2          # shape edges cover some
+
+
+def test_grain_is_static_and_leaves_the_shape_and_its_path_alone():
+    caption, seed = "a green square moving down", 11
+    plain = render_clip(caption, seed=seed, size=64)
+    grainy = render_clip(caption, seed=seed, size=64, grain=4)
+    shape = coverage(plain, "green") > 0.01                           # (T, H, W)
+    assert np.array_equal(grainy[shape.all(axis=0)[None].repeat(16, 0) & shape],
+                          plain[shape.all(axis=0)[None].repeat(16, 0) & shape])
+    never_covered = ~shape.any(axis=0)                                 # background on every frame
+    assert np.array_equal(grainy[:, never_covered].min(axis=0), grainy[:, never_covered].max(axis=0))
+    assert read_caption(grainy) == truth_of(caption)
+    assert np.array_equal(render_clip(caption, seed=seed, size=64, grain=4), grainy)
+
+
+@pytest.mark.parametrize("grain, size, error", [(3, 64, ValueError), (-2, 64, ValueError),
+                                                (65, 64, ValueError), (2.0, 64, TypeError)])
+def test_bad_grain_raises_naming_grain(grain, size, error):
+    with pytest.raises(error, match="grain"):
+        render_clip("a red circle moving left", size=size, grain=grain)
+    with pytest.raises(error, match="grain"):
+        ToyVideos(size=size, grain=grain)
+
+
+def test_dataset_renders_with_its_grain():
+    dataset = ToyVideos(frames=4, size=32, seed=2, length=3, grain=2)
+    clip, caption = dataset[1]
+    expected = render_clip(caption, seed=dataset.clip_seed(1), frames=4, size=32, grain=2)
+    assert np.array_equal(to_uint8(clip), expected)
+
 # ------------------------------------------------------------------------ ToyVideos
 
 def test_dataset_items_are_tensors_in_range_with_their_caption():

@@ -1,5 +1,7 @@
 """The later stages: SSR (trained from scratch on windows and crops) and conditioning (the
 video model with <C, M> channels), at smoke scale, through the same training loop."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -41,6 +43,13 @@ def test_ssr_examples_are_aligned_windows_and_crops():
     assert caption == "" or caption.startswith("a ")
 
 
+def test_ssr_examples_hold_a_grain_their_condition_cannot_show():
+    plain_cfg = SMOKE.replace(ssr=dataclasses.replace(SMOKE.ssr, grain=False))
+    grainy, plain = TrainingExamples(SMOKE, "ssr")[3], TrainingExamples(plain_cfg, "ssr")[3]
+    assert (grainy[0] - plain[0]).abs().max() > 4 / 127.5                # the clip has grain
+    torch.testing.assert_close(grainy[4], plain[4], atol=2.5 / 127.5, rtol=0)  # its cond not
+
+
 def test_conditioning_examples_cover_every_task():
     examples = TrainingExamples(SMOKE, "conditioning")
     seen = set()
@@ -78,6 +87,25 @@ def test_conditioning_stage_trains_temporal_layers_and_the_new_input(video_check
         assert torch.equal(conditioned.net.unet2d.state_dict()[name], value), name
     assert conditioned.net.cond_in.weight.abs().sum() > 0
     assert [m["step"] for m in read_metrics(tmp_path / "metrics.jsonl")][-1] == 6
+
+
+def test_conditioning_stage_can_train_the_spatial_layers_too(t2i_checkpoint, video_checkpoint,
+                                                            tmp_path):
+    cfg = SMOKE.replace(train=dataclasses.replace(SMOKE.train, cond_train_spatial=True))
+    path = train(cfg, "conditioning", tmp_path / "run", init=video_checkpoint, max_steps=3,
+                 progress=False)
+    video, conditioned = checkpoints.load(video_checkpoint), checkpoints.load(path)
+    before, after = video.net.unet2d.state_dict(), conditioned.net.unet2d.state_dict()
+    assert [name for name in before if not torch.equal(before[name], after[name])]
+    for name, value in video.text.state_dict().items():          # the text encoder stays
+        assert torch.equal(conditioned.text.state_dict()[name], value), name
+    # shipped as a file extending the T2I file: the changed T2I weights travel with it
+    ship = tmp_path / "ship"
+    checkpoints.export(t2i_checkpoint, ship / "t2i.safetensors")
+    checkpoints.export(path, ship / "conditioning.safetensors", base=ship / "t2i.safetensors")
+    shipped = checkpoints.load(ship / "conditioning.safetensors").state_dict()
+    for name, value in conditioned.state_dict().items():
+        torch.testing.assert_close(shipped[name], value.half().float(), atol=0, rtol=0)
 
 
 def test_conditioning_model_inflated_straight_from_t2i(t2i_checkpoint, tmp_path):

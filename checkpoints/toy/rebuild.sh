@@ -17,7 +17,8 @@ cp "$runs/t2i/metrics.jsonl" checkpoints/toy/t2i_metrics.jsonl
 cp "$runs/video/metrics.jsonl" checkpoints/toy/video_metrics.jsonl
 # Later stages: SSR (from scratch, on windows and crops) and the conditioning fine-tune of the
 # video model (<C, M> channels), exported the same way.
-python -m minilumiere train --stage ssr --config toy --out "$runs/ssr"
+# SSR: 3,000 steps, ~23 minutes on a 2-core CPU (its config stops a run at 15 minutes)
+python -m minilumiere train --stage ssr --config toy --out "$runs/ssr" --minutes 30
 python -m minilumiere train --stage conditioning --config toy --out "$runs/conditioning" \
     --init "$runs/video/checkpoint.safetensors"
 python -m minilumiere export "$runs/ssr/checkpoint.safetensors" checkpoints/toy/ssr.safetensors

@@ -5,6 +5,11 @@ fully inside the frame for the whole clip, travelling at least a quarter of the 
 Captions follow the grammar `a {color} {shape} moving {direction}`. Shapes are drawn
 with anti-aliased edges (pixel coverage from a signed distance), so downsampling and
 super-resolution have something real to lose and recover.
+
+On request (`grain=g`) the background carries a static grain finer than g x g pixels: every
+g x g block of it averages to the background colour, so it vanishes when the clip is
+area-downsampled by g. A clip at the base resolution cannot tell the grain, so a
+super-resolution model has to invent it, and must invent it the same way on every frame.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ MIN_SIZE, MAX_SIZE = 16, 256
 MIN_FRAMES, MAX_FRAMES = 2, 128
 RADIUS_RANGE = (0.17, 0.24)   # half-extent of the shape, as a share of the frame
 MIN_TRAVEL = 0.25             # share of the frame travelled over the clip
+GRAIN_AMPLITUDE = 8.0         # background grain: uniform in +-8/255 before the block means go
 
 # Held out of training: 12 of the 72 combinations, i -> (color i mod 6, shape i mod 3,
 # direction i mod 4). Every color is held out twice, every shape four times, every
@@ -129,20 +135,41 @@ def trajectory(direction: str, frames: int, rng: np.random.Generator):
     return cx, cy, radius
 
 
-def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32) -> np.ndarray:
+def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32,
+                grain: int = 0) -> np.ndarray:
     """Render the clip a caption describes: (T, H, W, 3) uint8.
 
     Same caption, seed, frames and size: same clip. Position, size and speed vary by seed.
+    grain=g > 1 puts a static grain on the background whose g x g blocks average to the
+    plain background (g must divide size); the shape and its path are the same as without.
     """
     color, shape, direction = parse_caption(caption)
     _check_int("size", size, MIN_SIZE, MAX_SIZE)
     _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
     _check_int("seed", seed, 0, 2**63 - 1)
+    _check_grain(grain, size)
     rng = np.random.default_rng([_stable_hash(caption_of(color, shape, direction)), int(seed)])
     cx, cy, radius = trajectory(direction, frames, rng)
     alpha = shape_coverage(shape, cx * size, cy * size, np.full(frames, radius * size), size)
-    clip = _composite(alpha, COLORS[color])
+    background = np.asarray(BACKGROUND, dtype=np.float64)
+    if grain > 1:
+        background = background + background_grain(size, grain, rng)[..., None]   # (H, W, 3)
+    clip = _composite(alpha, COLORS[color], background)
     return np.round(clip).astype(np.uint8)
+
+
+def background_grain(size: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, size) grain in 1/255: uniform noise minus its mean over each block x block tile."""
+    noise = rng.uniform(-GRAIN_AMPLITUDE, GRAIN_AMPLITUDE, (size, size))
+    tiles = noise.reshape(size // block, block, size // block, block)
+    return (tiles - tiles.mean(axis=(1, 3), keepdims=True)).reshape(size, size)
+
+
+def _check_grain(grain, size: int) -> None:
+    _check_int("grain", grain, 0, size)
+    if grain > 1 and size % grain:
+        raise ValueError(f"grain={grain} must divide size={size} (blocks tile the frame), "
+                         f"or be 0 for a plain background")
 
 
 STILL_RADIUS = (0.07, 0.11)   # the cinemagraph's still second shape, as a share of the frame
@@ -193,9 +220,10 @@ def _still_place(box, direction: str, rng: np.random.Generator, pad: float):
     return ((along, across) if horizontal else (across, along)) + (radius,)
 
 
-def _composite(alpha: np.ndarray, color) -> np.ndarray:
-    """Blend a color over the background with coverage alpha (T, H, W) -> (T, H, W, 3) float."""
-    background = np.asarray(BACKGROUND, dtype=np.float64)
+def _composite(alpha: np.ndarray, color, background=BACKGROUND) -> np.ndarray:
+    """Blend a color over the background (RGB, or (H, W, 3)) with coverage alpha (T, H, W)
+    -> (T, H, W, 3) float."""
+    background = np.asarray(background, dtype=np.float64)
     foreground = np.asarray(color, dtype=np.float64)
     return background + alpha[..., None] * (foreground - background)
 
@@ -229,16 +257,17 @@ class ToyVideos(Dataset):
 
     Item i uses caption `captions[i % len]` and a seed drawn from (seed, i), so a dataset is
     deterministic and any worker can render any item. `length=None` gives a practically
-    endless dataset (2**62 items) for streaming training.
+    endless dataset (2**62 items) for streaming training; `grain` as in `render_clip`.
     """
 
     def __init__(self, split: str = "train", frames: int = 16, size: int = 16,
-                 seed: int = 0, length: int | None = None):
+                 seed: int = 0, length: int | None = None, grain: int = 0):
         self.captions = captions(split)
         _check_int("seed", seed, 0, 2**63 - 1)
         _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
         _check_int("size", size, MIN_SIZE, MAX_SIZE)
-        self.frames, self.size, self.seed = frames, size, seed
+        _check_grain(grain, size)
+        self.frames, self.size, self.seed, self.grain = frames, size, seed, grain
         self.length = 2**62 if length is None else length
 
     def __len__(self) -> int:
@@ -254,5 +283,6 @@ class ToyVideos(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} clips")
         caption = self.caption(index)
-        clip = render_clip(caption, seed=self.clip_seed(index), frames=self.frames, size=self.size)
+        clip = render_clip(caption, seed=self.clip_seed(index), frames=self.frames, size=self.size,
+                           grain=self.grain)
         return to_tensor(clip), caption
