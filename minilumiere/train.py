@@ -55,11 +55,8 @@ class TrainingExamples(Dataset):
     The caption is dropped to "" with probability caption_dropout."""
 
     def __init__(self, cfg: Config, stage: str):
-        if stage == "ssr":
-            self.videos = ToyVideos("train", cfg.frames, cfg.ssr_size, cfg.train.seed,
-                                    grain=ssr.grain_block(cfg))
-        else:
-            self.videos = ToyVideos("train", cfg.frames, cfg.size, seed=cfg.train.seed)
+        size, grain = (cfg.ssr_size, ssr.grain_block(cfg)) if stage == "ssr" else (cfg.size, 0)
+        self.videos = ToyVideos("train", cfg.frames, size, seed=cfg.train.seed, grain=grain)
         self.stage, self.cfg = stage, cfg
 
     def __len__(self):

@@ -282,8 +282,9 @@ def test_grain_is_static_and_leaves_the_shape_and_its_path_alone():
     plain = render_clip(caption, seed=seed, size=64)
     grainy = render_clip(caption, seed=seed, size=64, grain=4)
     shape = coverage(plain, "green") > 0.01                           # (T, H, W)
-    assert np.array_equal(grainy[shape.all(axis=0)[None].repeat(16, 0) & shape],
-                          plain[shape.all(axis=0)[None].repeat(16, 0) & shape])
+    inside = coverage(plain, "green") > 0.99                          # fully inside, per frame
+    assert inside.sum(axis=(1, 2)).min() > 50                          # on every frame
+    assert np.array_equal(grainy[inside], plain[inside])
     never_covered = ~shape.any(axis=0)                                 # background on every frame
     assert np.array_equal(grainy[:, never_covered].min(axis=0), grainy[:, never_covered].max(axis=0))
     assert read_caption(grainy) == truth_of(caption)
