@@ -4,9 +4,10 @@
     python benchmarks/conditioning.py --weights FOLDER --cases 48 --mode model
 
 48 cases per task with fixed seeds (captions cycle through all 72; the held-out ones are in),
-measured on the base clip (16x16) the conditioning model makes, DDIM with guidance, in two
-modes side by side: the model alone (what it learned) and with the known pixels pasted into
-every step's prediction (`keep_known`, a sampler-side guarantee):
+measured on the base clip (16x16) the conditioning model makes, DDIM with guidance (the
+config's `cond_guidance` unless --guidance is given), in two modes side by side: the model
+alone (what it learned) and with the known pixels pasted into every step's prediction
+(`keep_known`, a sampler-side guarantee):
 - image-to-video: frame 0 of a real clip is given. PSNR of frame 0; oracle direction and all
   three attributes as captioned.
 - inpainting: a real clip with a box hidden (over all frames or a run of frames). PSNR on the
@@ -82,7 +83,7 @@ def main() -> None:
     model, cfg = pipe.conditioned, pipe.cfg
     print(f"conditioning model, {cfg.frames} frames at {cfg.size}x{cfg.size}, "
           f"{cfg.diffusion.sample_steps} DDIM steps, guidance "
-          f"{args.guidance or cfg.diffusion.guidance}, {args.cases} cases per task")
+          f"{args.guidance or cfg.diffusion.cond_guidance}, {args.cases} cases per task")
     for task in TASKS:
         for keep_known in MODES[args.mode]:
             torch.manual_seed(0)

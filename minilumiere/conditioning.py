@@ -65,6 +65,12 @@ def cinemagraph(image: torch.Tensor, region: torch.Tensor, frames: int) -> torch
     return condition(known, mask)
 
 
+def known_pixel_weights(cond: torch.Tensor, weight: float) -> torch.Tensor:
+    """Loss weights for a batch of conditions: `weight` where M = 1, 1 elsewhere.
+    (B, 4, T, H, W) -> (B, 1, T, H, W), broadcasting over the 3 colour channels."""
+    return 1 + (weight - 1) * cond[:, 3:4]
+
+
 def keep_known(model_fn, cond: torch.Tensor, schedule: Schedule, prediction: str):
     """Replacement at every step: wherever M = 1, overwrite the model's predicted x0 with C
     (and take the eps that goes with it), so the sampler lands exactly on the known pixels.

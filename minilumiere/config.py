@@ -73,6 +73,8 @@ class DiffusionConfig:
     prediction: str = "v"          # "eps", "x0" or "v"
     sample_steps: int = 50         # DDIM steps at sampling time
     guidance: float = 4.0          # classifier-free guidance scale at sampling time
+    cond_guidance: float = 2.0     # ... when pixels are given (M = 1 anywhere): they already pin
+                                   # colour, shape and place, and guidance overshoots on them too
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,12 @@ class TrainConfig:
     cond_max_steps: int = 2000     # conditioning fine-tune of the base model (batch_size clips)
     cond_minutes: float = 15.0
     cond_high_noise_share: float = 0.3  # less than video: given pixels often tell the motion
+    cond_task_parts: tuple[int, ...] = (1, 1, 1, 1)  # the mixture, in whole parts per task of
+                                        # conditioning.TASKS: (2, 1, 0, 0) is 2/3 none, 1/3 i2v
     cond_train_spatial: bool = False    # the conditioning stage also trains the T2I U-Net's
                                         # weights (not the text encoder); else only the new layers
+    cond_known_weight: float = 10.0     # loss weight on known pixels (M = 1) against 1 elsewhere:
+                                        # insists that the model keep what it is given
     checkpoint_every: int = 250
     log_every: int = 25
     sample_every: int = 500
@@ -192,7 +198,7 @@ def _smoke() -> Config:
         stunet=STUNetConfig(temporal_downsample=(True,)),
         ssr=SSRConfig(channels=(16, 32), attention_levels=(False, True),
                       temporal_downsample=(False,), window=4, overlap=2, crop=16, sample_steps=4),
-        diffusion=DiffusionConfig(sample_steps=10, guidance=2.0),
+        diffusion=DiffusionConfig(sample_steps=10, guidance=2.0, cond_guidance=1.5),
         train=TrainConfig(batch_size=4, t2i_batch_size=8, warmup_steps=5, max_steps=20,
                           minutes=2.0, t2i_max_steps=20, t2i_minutes=2.0, ssr_batch_size=2,
                           ssr_max_steps=20, ssr_minutes=2.0, cond_max_steps=20, cond_minutes=2.0,

@@ -29,10 +29,13 @@ def sample(model: TextConditionedDenoiser, captions: list[str], seed: int | list
     """DDIM samples with classifier-free guidance, one per caption: (T, H, W, 3) uint8 each
     ((1, H, W, 3) for a T2I model). Item i starts from noise seeded by seeds[i]. cond
     (B, 4, T, H, W): <C, M> for a conditioning model (zeros, i.e. nothing known, if None);
-    keep_known=True also overwrites the predicted x0 with C where M = 1 at every step."""
+    keep_known=True also overwrites the predicted x0 with C where M = 1 at every step.
+    guidance=None: the config's `guidance`, or its `cond_guidance` when cond gives any pixel."""
     cfg = model.cfg
     steps = cfg.diffusion.sample_steps if steps is None else steps
-    guidance = cfg.diffusion.guidance if guidance is None else guidance
+    if guidance is None:
+        given = cond is not None and bool(cond[:, -1].any())
+        guidance = cfg.diffusion.cond_guidance if given else cfg.diffusion.guidance
     seeds = [seed + i for i in range(len(captions))] if isinstance(seed, int) else list(seed)
     if len(seeds) != len(captions):
         raise ValueError(f"got {len(seeds)} seeds for {len(captions)} captions")

@@ -33,7 +33,7 @@ from .model import STAGES, TextConditionedDenoiser
 from .nn import inflate
 
 CHECKPOINT = "checkpoint.safetensors"
-COND_TASKS = conditioning.TASKS        # the conditioning stage's mixture, in equal shares
+COND_TASKS = conditioning.TASKS        # the conditioning stage's mixture (cond_task_parts)
 METRICS = "metrics.jsonl"
 
 
@@ -58,6 +58,11 @@ class TrainingExamples(Dataset):
         size, grain = (cfg.ssr_size, ssr.grain_block(cfg)) if stage == "ssr" else (cfg.size, 0)
         self.videos = ToyVideos("train", cfg.frames, size, seed=cfg.train.seed, grain=grain)
         self.stage, self.cfg = stage, cfg
+        parts = cfg.train.cond_task_parts
+        if stage == "conditioning" and (len(parts) != len(COND_TASKS) or min(parts) < 0
+                                        or sum(parts) == 0):
+            raise ValueError(f"cond_task_parts={parts}: give {len(COND_TASKS)} whole numbers "
+                             f">= 0, not all 0, one per task of {COND_TASKS}")
 
     def __len__(self):
         return len(self.videos)
@@ -96,7 +101,9 @@ class TrainingExamples(Dataset):
 
     def conditioned(self, clip, index: int, generator):
         """(clip, <C, M>) for one task of the mixture; a cinemagraph gets its own clip."""
-        task = COND_TASKS[int(torch.randint(len(COND_TASKS), (), generator=generator))]
+        parts = self.cfg.train.cond_task_parts
+        slots = [task for task, count in zip(COND_TASKS, parts) for _ in range(count)]
+        task = slots[int(torch.randint(len(slots), (), generator=generator))]
         frames = clip.shape[1]
         if task == "image_to_video":
             return clip, conditioning.image_to_video(clip[:, 0], frames)
@@ -360,7 +367,12 @@ def train_step(run: Run, network, schedule, x0, captions, t, noise, device,
                         enabled=cfg.train.bf16 and device.type == "cuda"):
         prediction = network(x_t, t, ids.to(device), mask.to(device),
                              cond if cond is not None and cond.shape[1] else None)
-    loss = torch.mean((prediction.float() - target) ** 2)
+    squared_error = (prediction.float() - target) ** 2
+    if run.stage == "conditioning" and cfg.train.cond_known_weight != 1:
+        weights = conditioning.known_pixel_weights(cond, cfg.train.cond_known_weight)
+        loss = torch.mean(weights * squared_error) / torch.mean(weights)
+    else:
+        loss = torch.mean(squared_error)
     if not torch.isfinite(loss):
         raise TrainingError(f"loss is {loss.item()} at step {run.step + 1}; stopped. The last "
                             f"good checkpoint (step <= {run.step}) is kept in {run.out}")

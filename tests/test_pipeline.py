@@ -2,11 +2,12 @@
 conditioned tasks, on smoke-trained models exported the way the shipped ones are."""
 import numpy as np
 import pytest
+import torch
 
-from minilumiere import checkpoints, load_pipeline
+from minilumiere import checkpoints, conditioning, load_pipeline
 from minilumiere.__main__ import main
 from minilumiere.config import get_config
-from minilumiere.data import render_clip
+from minilumiere.data import render_clip, to_tensor
 from minilumiere.pipeline import sample
 from minilumiere.train import train
 
@@ -95,6 +96,21 @@ def test_keep_known_keeps_the_given_frame_exactly(pipe):
     assert np.abs(base[0].astype(int) - clip[0]).max() <= 1          # uint8 rounding only
     _, loose = pipe.image_to_video(clip[0], CAPTION, steps=2, return_base=True)
     assert np.abs(loose[0].astype(int) - clip[0]).max() > 1          # 3 smoke steps: no copy
+
+
+def test_given_pixels_are_sampled_at_the_conditioning_guidance(pipe):
+    clip = render_clip(CAPTION, seed=0, frames=T, size=BASE)
+    diffusion = pipe.conditioned.cfg.diffusion
+    assert diffusion.cond_guidance != diffusion.guidance
+    _, base = pipe.image_to_video(clip[0], CAPTION, steps=2, return_base=True)
+    cond = conditioning.image_to_video(to_tensor(clip)[:, 0], T)[None]
+    at = {g: sample(pipe.conditioned, [CAPTION], 0, steps=2, guidance=g, cond=cond)[0]
+          for g in (diffusion.cond_guidance, diffusion.guidance)}
+    assert np.array_equal(base, at[diffusion.cond_guidance])
+    assert not np.array_equal(base, at[diffusion.guidance])
+    nothing_given = sample(pipe.conditioned, [CAPTION], 0, steps=2, cond=torch.zeros_like(cond))[0]
+    assert np.array_equal(nothing_given, sample(pipe.conditioned, [CAPTION], 0, steps=2,
+                                                guidance=diffusion.guidance)[0])
 
 
 @pytest.mark.parametrize("call, word", [

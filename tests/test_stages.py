@@ -4,12 +4,15 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from minilumiere import checkpoints, conditioning
 from minilumiere.config import get_config
 from minilumiere.model import TextConditionedDenoiser
 from minilumiere.ssr import downsample, super_resolve, upsample
-from minilumiere.train import TrainingError, TrainingExamples, read_metrics, train
+from minilumiere.diffusion import Schedule, add_noise, training_target
+from minilumiere.train import (TrainingError, TrainingExamples, build_run, read_metrics, train,
+                               train_step)
 
 SMOKE = get_config("smoke")
 
@@ -106,6 +109,53 @@ def test_conditioning_stage_can_train_the_spatial_layers_too(t2i_checkpoint, vid
     shipped = checkpoints.load(ship / "conditioning.safetensors").state_dict()
     for name, value in conditioned.state_dict().items():
         torch.testing.assert_close(shipped[name], value.half().float(), atol=0, rtol=0)
+
+
+def _task_of(cond: torch.Tensor) -> str:
+    known = cond[3].bool()                                               # (T, H, W)
+    if not known.any():
+        return "none"
+    return "image_to_video" if known[0].all() and not known[1:].any() else "other"
+
+
+@pytest.mark.parametrize("parts, expected", [((1, 1, 1, 1), {"none", "image_to_video", "other"}),
+                                             ((2, 1, 0, 0), {"none", "image_to_video"})])
+def test_conditioning_mixture_follows_the_task_parts(parts, expected):
+    cfg = SMOKE.replace(train=dataclasses.replace(SMOKE.train, cond_task_parts=parts))
+    examples = TrainingExamples(cfg, "conditioning")
+    tasks = [_task_of(examples[i][4]) for i in range(60)]
+    assert set(tasks) == expected
+    if parts == (2, 1, 0, 0):
+        assert 0.5 < tasks.count("none") / len(tasks) < 0.85
+
+
+@pytest.mark.parametrize("parts", [(1, 1, 1), (0, 0, 0, 0), (1, -1, 1, 1)])
+def test_bad_task_parts_are_named(parts):
+    cfg = SMOKE.replace(train=dataclasses.replace(SMOKE.train, cond_task_parts=parts))
+    with pytest.raises(ValueError, match="cond_task_parts"):
+        TrainingExamples(cfg, "conditioning")
+
+
+def test_conditioning_loss_can_insist_on_the_known_pixels(video_checkpoint, tmp_path):
+    """cond_known_weight = k: the squared error counts k times where M = 1, once elsewhere."""
+    cfg = SMOKE.replace(train=dataclasses.replace(SMOKE.train, cond_known_weight=5.0))
+    run = build_run(cfg, "conditioning", tmp_path, resume=False, init=video_checkpoint)
+    examples = TrainingExamples(cfg, "conditioning")
+    x0, captions, t, noise, cond = default_collate([examples[i] for i in range(8)])
+    known = cond[:, 3]                                                  # (B, T, H, W)
+    assert 0 < known.mean() < 1
+    schedule = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.num_steps)
+    ids, mask = run.model.text.tokenizer(list(captions))
+    with torch.no_grad():
+        prediction = run.model(add_noise(schedule, x0, t, noise), t, ids, mask, cond)
+    error = ((prediction - training_target(x0, noise, schedule.abar(t, x0),
+                                           cfg.diffusion.prediction)) ** 2).mean(1)
+    weights = torch.where(known == 1, 5.0, 1.0)
+    expected = (weights * error).sum() / weights.sum()
+    assert abs(expected - error.mean()) > 1e-3 * error.mean()          # the weighting matters
+    loss = train_step(run, run.model, schedule, x0, list(captions), t, noise,
+                      torch.device("cpu"), cond)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_conditioning_model_inflated_straight_from_t2i(t2i_checkpoint, tmp_path):
