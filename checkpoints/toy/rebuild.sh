@@ -19,8 +19,10 @@ cp "$runs/video/metrics.jsonl" checkpoints/toy/video_metrics.jsonl
 # video model (<C, M> channels), exported the same way.
 # SSR: 3,000 steps, ~23 minutes on a 2-core CPU (its config stops a run at 15 minutes)
 python -m minilumiere train --stage ssr --config toy --out "$runs/ssr" --minutes 30
+# Conditioning: 2,000 steps, ~22 minutes on a 2-core CPU, from the exported (half-precision)
+# video model, as the shipped file was
 python -m minilumiere train --stage conditioning --config toy --out "$runs/conditioning" \
-    --init "$runs/video/checkpoint.safetensors"
+    --init checkpoints/toy/video.safetensors --minutes 30
 python -m minilumiere export "$runs/ssr/checkpoint.safetensors" checkpoints/toy/ssr.safetensors
 python -m minilumiere export "$runs/conditioning/checkpoint.safetensors" \
     checkpoints/toy/conditioning.safetensors --base checkpoints/toy/t2i.safetensors
