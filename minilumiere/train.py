@@ -368,7 +368,7 @@ def train_step(run: Run, network, schedule, x0, captions, t, noise, device,
         prediction = network(x_t, t, ids.to(device), mask.to(device),
                              cond if cond is not None and cond.shape[1] else None)
     squared_error = (prediction.float() - target) ** 2
-    if run.stage == "conditioning" and cfg.train.cond_known_weight != 1:
+    if run.stage == "conditioning":                 # weight 1 gives the plain mean exactly
         weights = conditioning.known_pixel_weights(cond, cfg.train.cond_known_weight)
         loss = torch.mean(weights * squared_error) / torch.mean(weights)
     else:
