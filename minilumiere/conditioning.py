@@ -65,10 +65,15 @@ def cinemagraph(image: torch.Tensor, region: torch.Tensor, frames: int) -> torch
     return condition(known, mask)
 
 
+def split(cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of <C, M> into the known pixels C (B, 3, T, H, W) and the mask M (B, 1, T, H, W)."""
+    return cond[:, :3], cond[:, 3:4]
+
+
 def known_pixel_weights(cond: torch.Tensor, weight: float) -> torch.Tensor:
     """Loss weights for a batch of conditions: `weight` where M = 1, 1 elsewhere.
     (B, 4, T, H, W) -> (B, 1, T, H, W), broadcasting over the 3 colour channels."""
-    return 1 + (weight - 1) * cond[:, 3:4]
+    return 1 + (weight - 1) * split(cond)[1]
 
 
 def keep_known(model_fn, cond: torch.Tensor, schedule: Schedule, prediction: str):
@@ -77,7 +82,7 @@ def keep_known(model_fn, cond: torch.Tensor, schedule: Schedule, prediction: str
 
     A sampler-side guarantee, not something the model learned: the benchmark reports the
     conditioning model with and without it. cond (B, 4, T, H, W)."""
-    known, mask = cond[:, :3], cond[:, 3:]
+    known, mask = split(cond)
 
     def wrapped(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         abar = schedule.abar(t, x_t)

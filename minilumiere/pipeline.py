@@ -34,7 +34,7 @@ def sample(model: TextConditionedDenoiser, captions: list[str], seed: int | list
     cfg = model.cfg
     steps = cfg.diffusion.sample_steps if steps is None else steps
     if guidance is None:
-        given = cond is not None and bool(cond[:, 3].any())          # M
+        given = cond is not None and bool(conditioning.split(cond)[1].any())
         guidance = cfg.diffusion.cond_guidance if given else cfg.diffusion.guidance
     seeds = [seed + i for i in range(len(captions))] if isinstance(seed, int) else list(seed)
     if len(seeds) != len(captions):
