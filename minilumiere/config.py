@@ -43,6 +43,8 @@ class STUNetConfig:
     temporal_kernel: int = 3
     freeze_spatial: bool = True    # the paper's recipe: T2I weights frozen, new layers train
     cond_channels: int = 0         # 4 for <C, M> conditioning (masked clip + mask)
+    emb_scale_shift: bool = False  # (2+1)D blocks: the embedding scales and shifts (FiLM), as the
+                                   # presets set; False adds it (files saved without this field)
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def _smoke() -> Config:
         text=TextConfig(dim=32, layers=1, heads=2),
         unet=UNetConfig(channels=(16, 32), attention_levels=(False, True), head_dim=16,
                         norm_groups=4, context_dim=32),
-        stunet=STUNetConfig(temporal_downsample=(True,)),
+        stunet=STUNetConfig(temporal_downsample=(True,), emb_scale_shift=True),
         ssr=SSRConfig(channels=(16, 32), attention_levels=(False, True),
                       temporal_downsample=(False,), window=4, overlap=2, crop=16, sample_steps=4),
         diffusion=DiffusionConfig(sample_steps=10, guidance=2.0, cond_guidance=1.5),
@@ -209,7 +211,7 @@ def _smoke() -> Config:
 
 def _toy() -> Config:
     """Minutes on a laptop CPU: the shipped weights and what the book shows."""
-    return Config(name="toy")
+    return Config(name="toy", stunet=STUNetConfig(emb_scale_shift=True))
 
 
 def _full() -> Config:
@@ -220,7 +222,7 @@ def _full() -> Config:
         unet=UNetConfig(channels=(128, 256, 512, 512, 1024), blocks_per_level=2,
                         attention_levels=(False, False, True, True, True), head_dim=64,
                         norm_groups=32, context_dim=512),
-        stunet=STUNetConfig(temporal_downsample=(True, True, True, True)),
+        stunet=STUNetConfig(temporal_downsample=(True, True, True, True), emb_scale_shift=True),
         ssr=SSRConfig(channels=(128, 256, 512, 512), attention_levels=(False, False, False, True),
                       temporal_downsample=(False, False, False), window=16, overlap=2, crop=256,
                       sample_steps=32),

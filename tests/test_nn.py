@@ -142,6 +142,31 @@ def test_factorized_conv_is_identity_at_init_on_any_clip():
     assert out.shape == x.shape and max_abs(out, x) > 1e-3
 
 
+def test_factorized_conv_scale_shift_is_identity_at_init_and_lets_the_embedding_gate():
+    layer = FactorizedConv(16, kernel=3, groups=4, emb_dim=24, scale_shift=True)
+    x, emb = randn(2, 16, 6, 4, 4), randn(2, 24, seed=1)
+    assert torch.equal(layer(x, emb), x)
+    perturb(layer)
+    assert max_abs(layer(x, emb), x) > 1e-3
+    with torch.no_grad():                       # an embedding that says scale -1, shift 0
+        layer.emb_proj.weight.zero_()
+        layer.emb_proj.bias.copy_(torch.cat([-torch.ones(16), torch.zeros(16)]))
+    # every channel switched off: what is left of the branch is the temporal conv's bias
+    bias = layer.temporal.bias[None, :, None, None, None].expand_as(x)
+    torch.testing.assert_close(layer(x, emb) - x, bias)
+
+
+def test_stunet_config_saved_without_emb_scale_shift_rebuilds_the_additive_block():
+    cfg = get_config("smoke")
+    stored = cfg.to_dict()
+    del stored["stunet"]["emb_scale_shift"]     # a file written before the field existed
+    old = type(cfg).from_dict(stored)
+    assert cfg.stunet.emb_scale_shift and not old.stunet.emb_scale_shift
+    channels = cfg.unet.channels[0]
+    assert STUNet(cfg.unet, cfg.stunet).down_temporal[0][0].emb_proj.out_features == 2 * channels
+    assert STUNet(old.unet, old.stunet).down_temporal[0][0].emb_proj.out_features == channels
+
+
 def test_temporal_downsample_keeps_even_frames_at_init():
     x = randn(2, 8, 6, 4, 4)
     out = TemporalDownsample(8, kernel=3)(x)

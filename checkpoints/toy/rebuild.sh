@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Rebuild the shipped toy weights from scratch on a CPU (see MODEL_CARD.md for timings):
 #   bash checkpoints/toy/rebuild.sh [RUN_FOLDER]
-# Stage 1 trains the T2I model on single frames; stage 2 inflates it and trains only the new
-# temporal layers on clips; then the EMA weights are exported in half precision, the video
-# file holding only the layers inflation added (the frozen rest is t2i.safetensors).
+# Stage 1 trains the T2I model on single frames and exports its EMA weights in half
+# precision; stage 2 inflates that file and trains only the new temporal layers on clips; the
+# video file holds only the layers inflation added (the frozen rest is t2i.safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-runs/toy}
 python -m minilumiere train --stage t2i --config toy --out "$runs/t2i"
-python -m minilumiere train --stage video --config toy --out "$runs/video" \
-    --init "$runs/t2i/checkpoint.safetensors"
 python -m minilumiere export "$runs/t2i/checkpoint.safetensors" checkpoints/toy/t2i.safetensors
+python -m minilumiere train --stage video --config toy --out "$runs/video" \
+    --init checkpoints/toy/t2i.safetensors
 python -m minilumiere export "$runs/video/checkpoint.safetensors" checkpoints/toy/video.safetensors \
     --base checkpoints/toy/t2i.safetensors
 cp "$runs/t2i/metrics.jsonl" checkpoints/toy/t2i_metrics.jsonl

@@ -162,13 +162,20 @@ class FactorizedConv(nn.Module):
     (x + 1, t - 1) reappears at (x, t): the new block needs a space-time receptive field
     (3x3 then 3 frames) that it can shape by the caption. A purely per-pixel temporal conv
     learned coherent clips but picked directions at random (25%, chance; see the model card).
+
+    scale_shift=True: the embedding scales and shifts the normalised features, h * (1 + s) + b
+    (FiLM, Perez et al. 2018; diffusers' "scale_shift"), instead of being added before the
+    norm. A scale lets the caption switch whole channels, and so whole motion patterns, on
+    and off; the base video model learned the direction words in the same steps only so.
     """
 
-    def __init__(self, channels: int, kernel: int, groups: int, emb_dim: int):
+    def __init__(self, channels: int, kernel: int, groups: int, emb_dim: int,
+                 scale_shift: bool = False):
         super().__init__()
+        self.scale_shift = scale_shift
         self.norm1 = nn.GroupNorm(groups, channels)
         self.spatial = nn.Conv2d(channels, channels, 3, padding=1)
-        self.emb_proj = nn.Linear(emb_dim, channels)
+        self.emb_proj = nn.Linear(emb_dim, 2 * channels if scale_shift else channels)
         self.norm2 = nn.GroupNorm(groups, channels)
         self.temporal = zero_init(nn.Conv1d(channels, channels, kernel, padding=kernel // 2))
 
@@ -177,9 +184,13 @@ class FactorizedConv(nn.Module):
         frames = x.shape[2]
         h = rearrange(F.silu(self.norm1(x)), "b c t h w -> (b t) c h w")    # every frame
         h = rearrange(self.spatial(h), "(b t) c h w -> b c t h w", t=frames)
-        h = h + self.emb_proj(F.silu(emb))[:, :, None, None, None]
-        h = temporal_conv1d(self.temporal, F.silu(self.norm2(h)))           # GroupNorm over (C/g, T, H, W)
-        return x + h
+        emb = self.emb_proj(F.silu(emb))[:, :, None, None, None]
+        if self.scale_shift:
+            scale, shift = emb.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift                         # GroupNorm over (C/g, T, H, W)
+        else:
+            h = self.norm2(h + emb)
+        return x + temporal_conv1d(self.temporal, F.silu(h))
 
 
 class TemporalDownsample(nn.Module):

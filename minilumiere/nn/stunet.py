@@ -61,7 +61,8 @@ class STUNet(nn.Module):
         def temporal(level: int) -> nn.Module:
             if level == coarsest:
                 return TemporalAttention(widths[level], unet_cfg.head_dim, emb_dim)
-            return FactorizedConv(widths[level], cfg.temporal_kernel, unet_cfg.norm_groups, emb_dim)
+            return FactorizedConv(widths[level], cfg.temporal_kernel, unet_cfg.norm_groups, emb_dim,
+                                  cfg.emb_scale_shift)
 
         self.cond_in = (zero_init(nn.Conv2d(cfg.cond_channels, widths[0], 3, padding=1, bias=False))
                         if cfg.cond_channels else None)
