@@ -70,7 +70,7 @@ def main() -> None:
           f"(stitched borders at frames {borders}), {cfg.ssr.sample_steps} DDIM steps")
 
     started = time.perf_counter()
-    base = sample(pipe.text_to_video, chosen, seeds)
+    base = sample(pipe.video, chosen, seeds)
     base_seconds = time.perf_counter() - started
     blended, stitched, seconds = [], [], {True: 0.0, False: 0.0}
     for start in range(0, args.clips, args.batch):

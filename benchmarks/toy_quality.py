@@ -6,9 +6,9 @@
 96 clips with fixed seeds: 72 with captions of the training split (each of the 60 captions,
 then the first 12 again with new seeds) and 24 of the held-out split (each of the 12, twice).
 A clip counts as right when the oracle reads all three attributes as captioned. By default
-the two shipped models that can make a clip from a caption alone, side by side: the
-conditioning model with nothing known (M = 0, what `pipe(caption)` samples) and the video
-model. Then, for the first model only, the same on a subset against the guidance scale and
+the two shipped models that can make a clip from a caption alone, side by side: the base
+video model (what `pipe(caption)` samples) and the conditioning model with nothing known
+(M = 0). Then, for the first model only, the same on a subset against the guidance scale and
 against the number of DDIM steps.
 """
 from __future__ import annotations
@@ -57,8 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     shipped = SHIPPED / "toy"
     parser.add_argument("--weights", nargs="+",
-                        default=[str(shipped / "conditioning.safetensors"),
-                                 str(shipped / "video.safetensors")],
+                        default=[str(shipped / "video.safetensors"),
+                                 str(shipped / "conditioning.safetensors")],
                         help="video or conditioning checkpoints (exported or training)")
     parser.add_argument("--sweep-clips", type=int, default=48,
                         help="clips per setting in the guidance and steps sweeps (0: skip)")

@@ -88,10 +88,6 @@ class Pipeline:
         self.video, self.t2i, self.ssr, self.conditioned = (
             None if m is None else m.eval() for m in (video, t2i, ssr, conditioned))
         self.cfg = video.cfg
-        # Text-to-video is the conditioning model with nothing known (C = 0, M = 0) when there
-        # is one: trained on image-to-video too, it follows the caption's direction better
-        # than the video model (checkpoints/toy/MODEL_CARD.md measures both).
-        self.text_to_video = self.conditioned or self.video
 
     def __call__(self, caption: str, seed: int = 0, steps: int | None = None,
                  guidance: float | None = None, return_base: bool = False,
@@ -100,7 +96,7 @@ class Pipeline:
         with return_base=True, (clip, base clip). `steps` and `guidance` are the base
         model's; `ssr_steps` the SSR model's (its config's default if None)."""
         _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps, ssr_steps)
-        base = sample(self.text_to_video, [caption], seed, steps, guidance)[0]
+        base = sample(self.video, [caption], seed, steps, guidance)[0]
         return self._finish(base, caption, seed, return_base, ssr_steps)
 
     def upsample(self, base_clip: np.ndarray, caption: str, seed: int = 0,

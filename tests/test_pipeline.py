@@ -44,11 +44,10 @@ def test_caption_to_clip_at_ssr_resolution_same_seed_same_clip(pipe):
     assert not np.array_equal(clip, pipe(CAPTION, seed=1, steps=2))
 
 
-def test_text_to_video_is_the_conditioning_model_with_nothing_known(pipe):
-    assert pipe.text_to_video is pipe.conditioned
+def test_text_to_video_is_the_base_video_model(pipe):
     _, base = pipe(CAPTION, seed=3, steps=2, return_base=True)
-    assert np.array_equal(base, sample(pipe.conditioned, [CAPTION], 3, steps=2)[0])
-    assert not np.array_equal(base, sample(pipe.video, [CAPTION], 3, steps=2)[0])
+    assert np.array_equal(base, sample(pipe.video, [CAPTION], 3, steps=2)[0])
+    assert not np.array_equal(base, sample(pipe.conditioned, [CAPTION], 3, steps=2)[0])
 
 
 def test_ssr_steps_reach_the_ssr_model(pipe):
