@@ -2,6 +2,7 @@
 
     python -m minilumiere bench conditioning            # the shipped weights
     python benchmarks/conditioning.py --weights FOLDER --cases 48 --mode model
+    python benchmarks/conditioning.py --start 48 --mode model   # other cases, for choosing settings
 
 48 cases per task with fixed seeds (captions cycle through all 72; the held-out ones are in),
 measured on the base clip (16x16) the conditioning model makes, DDIM with guidance (the
@@ -32,6 +33,7 @@ from minilumiere.pipeline import sample
 ATTRIBUTES = ("color", "shape", "direction")
 TASKS = ("image_to_video", "inpainting", "cinemagraph")
 MODES = {"model": (False,), "keep_known": (True,), "both": (False, True)}   # keep_known values
+CASES_PER_TASK = 100                     # seeds 4000 + 100 * task + case number
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -40,10 +42,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def cases(task: str, count: int, frames: int, size: int):
-    """(caption, seed, real clip uint8, cond (4, T, H, W), known mask or region) per case."""
+def cases(task: str, count: int, frames: int, size: int, start: int = 0):
+    """(caption, seed, real clip uint8, cond (4, T, H, W), known mask or region) per case,
+    for case numbers start .. start + count - 1 (the benchmark's are 0 .. 47)."""
+    if start < 0 or start + count > CASES_PER_TASK:
+        raise ValueError(f"cases {start}..{start + count - 1}: each task has case numbers "
+                         f"0..{CASES_PER_TASK - 1} (their seeds would overlap the next task's)")
     out = []
-    for i in range(count):
+    for i in range(start, start + count):
         offset = TASKS.index(task)                      # each task its own captions and seeds
         caption, seed = captions("all")[(5 * i + offset) % 72], 4000 + 100 * offset + i
         if task == "cinemagraph":
@@ -73,6 +79,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
     parser.add_argument("--cases", type=int, default=48)
+    parser.add_argument("--start", type=int, default=0,
+                        help="first case number: 0 is the benchmark; 48 gives 48 other cases "
+                             "(other seeds and captions), to choose settings on")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--guidance", type=float)
     parser.add_argument("--mode", choices=list(MODES), default="both",
@@ -80,20 +89,24 @@ def main() -> None:
                              "(conditioning.keep_known), or both side by side")
     args = parser.parse_args()
     pipe = load_pipeline(args.weights)
-    model, cfg = pipe.conditioned, pipe.cfg
+    model = pipe.conditioned
+    cfg = model.cfg
     print(f"conditioning model, {cfg.frames} frames at {cfg.size}x{cfg.size}, "
           f"{cfg.diffusion.sample_steps} DDIM steps, guidance "
-          f"{args.guidance or cfg.diffusion.cond_guidance}, {args.cases} cases per task")
+          f"{args.guidance or cfg.diffusion.cond_guidance}, cases {args.start}.."
+          f"{args.start + args.cases - 1} per task")
     for task in TASKS:
         for keep_known in MODES[args.mode]:
             torch.manual_seed(0)
-            run_task(model, cfg, task, args.cases, args.batch, args.guidance, keep_known)
+            run_task(model, cfg, task, args.start, args.cases, args.batch, args.guidance,
+                     keep_known)
 
 
-def run_task(model, cfg, task: str, count: int, batch: int, guidance, keep_known: bool) -> None:
+def run_task(model, cfg, task: str, start: int, count: int, batch: int, guidance,
+             keep_known: bool) -> None:
     """Sample one task's cases and print what was kept and what the oracle reads."""
     started = time.perf_counter()
-    chosen = cases(task, count, cfg.frames, cfg.size)
+    chosen = cases(task, count, cfg.frames, cfg.size, start)
     made = []
     for start in range(0, len(chosen), batch):
         part = chosen[start:start + batch]

@@ -75,7 +75,7 @@ class DiffusionConfig:
     prediction: str = "v"          # "eps", "x0" or "v"
     sample_steps: int = 50         # DDIM steps at sampling time
     guidance: float = 4.0          # classifier-free guidance scale at sampling time
-    cond_guidance: float = 2.0     # ... when pixels are given (M = 1 anywhere): they already pin
+    cond_guidance: float = 1.5     # ... when pixels are given (M = 1 anywhere): they already pin
                                    # colour, shape and place, and guidance overshoots on them too
 
 

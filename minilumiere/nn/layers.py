@@ -154,7 +154,7 @@ def temporal_conv1d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
 
 class FactorizedConv(nn.Module):
     """A new factorized (2+1)D convolution block (residual): a 3x3 conv on every frame, the
-    embedding (timestep + caption) added, then a 1D conv over time whose weights start at
+    embedding (timestep + caption) applied, then a 1D conv over time whose weights start at
     zero, so the block is the identity at initialisation.
 
     Why a spatial conv of its own: the frozen T2I convs move features the same way in every
@@ -166,7 +166,8 @@ class FactorizedConv(nn.Module):
     scale_shift=True: the embedding scales and shifts the normalised features, h * (1 + s) + b
     (FiLM, Perez et al. 2018; diffusers' "scale_shift"), instead of being added before the
     norm. A scale lets the caption switch whole channels, and so whole motion patterns, on
-    and off; the base video model learned the direction words in the same steps only so.
+    and off: with it the toy video model read the direction word on nearly every clip, with
+    the sum on 87.5%, in the same 2,200 steps (see the model card).
     """
 
     def __init__(self, channels: int, kernel: int, groups: int, emb_dim: int,
