@@ -102,11 +102,12 @@ def main() -> None:
                      keep_known)
 
 
-def run_task(model, cfg, task: str, start: int, count: int, batch: int, guidance,
+def run_task(model, cfg, task: str, first: int, count: int, batch: int, guidance,
              keep_known: bool) -> None:
-    """Sample one task's cases and print what was kept and what the oracle reads."""
+    """Sample cases first .. first + count - 1 of one task and print what was kept and what
+    the oracle reads."""
     started = time.perf_counter()
-    chosen = cases(task, count, cfg.frames, cfg.size, start)
+    chosen = cases(task, count, cfg.frames, cfg.size, first)
     made = []
     for start in range(0, len(chosen), batch):
         part = chosen[start:start + batch]

@@ -200,7 +200,7 @@ def _smoke() -> Config:
         stunet=STUNetConfig(temporal_downsample=(True,), emb_scale_shift=True),
         ssr=SSRConfig(channels=(16, 32), attention_levels=(False, True),
                       temporal_downsample=(False,), window=4, overlap=2, crop=16, sample_steps=4),
-        diffusion=DiffusionConfig(sample_steps=10, guidance=2.0, cond_guidance=1.5),
+        diffusion=DiffusionConfig(sample_steps=10, guidance=2.0),
         train=TrainConfig(batch_size=4, t2i_batch_size=8, warmup_steps=5, max_steps=20,
                           minutes=2.0, t2i_max_steps=20, t2i_minutes=2.0, ssr_batch_size=2,
                           ssr_max_steps=20, ssr_minutes=2.0, cond_max_steps=20, cond_minutes=2.0,
