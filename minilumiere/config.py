@@ -45,6 +45,9 @@ class STUNetConfig:
     cond_channels: int = 0         # 4 for <C, M> conditioning (masked clip + mask)
     emb_scale_shift: bool = False  # (2+1)D blocks: the embedding scales and shifts (FiLM), as the
                                    # presets set; False adds it (files saved without this field)
+    text_pooling_zero_init: bool = True  # TextPooling's output projection starts at zero (the
+                                   # shipped video model); False starts it random: the direction
+                                   # words are learned sooner (model card, issue 4's budget)
 
 
 @dataclass(frozen=True)

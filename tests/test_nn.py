@@ -198,6 +198,13 @@ def test_text_pooling_shape_and_zero_at_init():
     assert pooling(context).shape == (2, 24) and pooling(context).abs().max() > 1e-3
 
 
+def test_text_pooling_without_zero_out_reads_the_caption_from_the_start():
+    pooling = TextPooling(context_dim=32, emb_dim=24, head_dim=16, zero_out=False)
+    context, other = randn(2, 5, 32), randn(2, 5, 32, seed=1)
+    assert pooling(context).shape == (2, 24)
+    assert max_abs(pooling(context), pooling(other)) > 1e-3
+
+
 # --- the two U-Nets --------------------------------------------------------------------------
 
 
@@ -241,12 +248,14 @@ def test_zero_init_cond_channels():
 # --- the inflation property ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("text_pooling_zero_init", [True, False])
 @pytest.mark.parametrize("cond_channels", [0, 4])
 @pytest.mark.parametrize("preset", ["smoke", "toy"])
-def test_inflated_equals_per_frame_on_static_clip(preset, cond_channels):
+def test_inflated_equals_per_frame_on_static_clip(preset, cond_channels, text_pooling_zero_init):
     cfg = get_config(preset)
     unet2d = perturb(UNet2D(cfg.unet)).eval()
-    stunet = inflate(unet2d, dataclasses.replace(cfg.stunet, cond_channels=cond_channels)).eval()
+    stunet = inflate(unet2d, dataclasses.replace(cfg.stunet, cond_channels=cond_channels,
+                                                 text_pooling_zero_init=text_pooling_zero_init)).eval()
     x = static_clip(2, cfg.frames, cfg.size)
     t, context = inputs(cfg, 2)
     cond = randn(2, cond_channels, cfg.frames, cfg.size, cfg.size, seed=4) if cond_channels else None

@@ -224,15 +224,23 @@ class TextPooling(nn.Module):
 
     The video stage's own reading of the caption for its temporal layers: the frozen T2I
     model never had a reason to encode the direction words, so a mean over tokens carries
-    them only faintly; attention can pick them out. The output projection starts at zero.
+    them only faintly; attention can pick them out.
+
+    zero_out=True starts the output projection at zero. It need not: every layer that reads
+    the pooled text is switched off at initialisation by its own zero output, so the inflated
+    model is the T2I model per frame either way. A zero projection adds a second switch in
+    series: the attention gets no gradient until the projection has grown, and the toy video
+    model learned the direction words a few hundred steps later with it (model card).
     """
 
-    def __init__(self, context_dim: int, emb_dim: int, head_dim: int):
+    def __init__(self, context_dim: int, emb_dim: int, head_dim: int, zero_out: bool = True):
         super().__init__()
         self.query = nn.Parameter(torch.randn(1, 1, context_dim) * 0.02)
         self.attention = nn.MultiheadAttention(context_dim, max(1, context_dim // head_dim),
                                                batch_first=True)
-        self.out = zero_init(nn.Linear(context_dim, emb_dim))
+        self.out = nn.Linear(context_dim, emb_dim)
+        if zero_out:
+            zero_init(self.out)
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         query = self.query.repeat(context.shape[0], 1, 1)                # (B, 1, D)

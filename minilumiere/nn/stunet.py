@@ -66,7 +66,8 @@ class STUNet(nn.Module):
 
         self.cond_in = (zero_init(nn.Conv2d(cfg.cond_channels, widths[0], 3, padding=1, bias=False))
                         if cfg.cond_channels else None)
-        self.text_pooling = TextPooling(unet_cfg.context_dim, emb_dim, unet_cfg.head_dim)
+        self.text_pooling = TextPooling(unet_cfg.context_dim, emb_dim, unet_cfg.head_dim,
+                                        cfg.text_pooling_zero_init)
         self.down_temporal = nn.ModuleList(
             nn.ModuleList(temporal(level) for _ in range(unet_cfg.blocks_per_level))
             for level in range(levels))
