@@ -7,10 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-runs/toy}
+# T2I: 2,000 steps of 64 frames, ~9-11 minutes on a 2-core CPU; video: 2,000 steps of 16
+# clips, ~22-26 minutes (the wall times of the shipped run: MODEL_CARD.md); --minutes 45
+# lets a slower CPU finish the steps instead of stopping at the config's 30 minutes
 python -m minilumiere train --stage t2i --config toy --out "$runs/t2i"
 python -m minilumiere export "$runs/t2i/checkpoint.safetensors" checkpoints/toy/t2i.safetensors
 python -m minilumiere train --stage video --config toy --out "$runs/video" \
-    --init checkpoints/toy/t2i.safetensors
+    --init checkpoints/toy/t2i.safetensors --minutes 45
 python -m minilumiere export "$runs/video/checkpoint.safetensors" checkpoints/toy/video.safetensors \
     --base checkpoints/toy/t2i.safetensors
 cp "$runs/t2i/metrics.jsonl" checkpoints/toy/t2i_metrics.jsonl
@@ -19,10 +22,10 @@ cp "$runs/video/metrics.jsonl" checkpoints/toy/video_metrics.jsonl
 # video model (<C, M> channels), exported the same way.
 # SSR: 3,000 steps, ~23 minutes on a 2-core CPU (its config stops a run at 15 minutes)
 python -m minilumiere train --stage ssr --config toy --out "$runs/ssr" --minutes 30
-# Conditioning: 2,000 steps, ~22 minutes on a 2-core CPU, from the exported (half-precision)
+# Conditioning: 2,000 steps, ~23-27 minutes on a 2-core CPU, from the exported (half-precision)
 # video model, as the shipped file was
 python -m minilumiere train --stage conditioning --config toy --out "$runs/conditioning" \
-    --init checkpoints/toy/video.safetensors --minutes 30
+    --init checkpoints/toy/video.safetensors --minutes 45
 python -m minilumiere export "$runs/ssr/checkpoint.safetensors" checkpoints/toy/ssr.safetensors
 python -m minilumiere export "$runs/conditioning/checkpoint.safetensors" \
     checkpoints/toy/conditioning.safetensors --base checkpoints/toy/t2i.safetensors
