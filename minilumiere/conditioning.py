@@ -76,24 +76,6 @@ def known_pixel_weights(cond: torch.Tensor, weight: float) -> torch.Tensor:
     return 1 + (weight - 1) * split(cond)[1]
 
 
-def jitter_known(noise: torch.Tensor, cond: torch.Tensor, abar: torch.Tensor, jitter: float,
-                 generator: torch.Generator) -> torch.Tensor:
-    """The noise of one training example with the known pixels' x_t pushed off C.
-
-    x_t = sqrt(abar) x0 + sqrt(1 - abar) noise. Adding (sqrt(abar) / sqrt(1 - abar)) d to the
-    noise where M = 1 makes x_t there sqrt(abar) (C + d) + sqrt(1 - abar) noise while x0, the
-    target's clean clip, stays C: the model sees known pixels that disagree with C by d
-    (per pixel and frame, standard deviation `jitter`, capped at twice the noise level so the
-    target stays bounded at t near 0) and must answer C. At sampling time the known pixels of
-    x_t drift a little from C on every frame; a model that follows x_t there makes a
-    cinemagraph's still region flicker (model card). noise (3, T, H, W), cond (4, T, H, W),
-    abar a scalar tensor."""
-    a, s = abar.sqrt(), (1 - abar).sqrt()
-    d = torch.minimum(torch.as_tensor(jitter, dtype=noise.dtype), 2 * s / a)
-    mask = split(cond[None])[1][0]                                     # (1, T, H, W)
-    return noise + mask * (a / s) * d * torch.randn(noise.shape, generator=generator)
-
-
 def keep_known(model_fn, cond: torch.Tensor, schedule: Schedule, prediction: str):
     """Replacement at every step: wherever M = 1, overwrite the model's predicted x0 with C
     (and take the eps that goes with it), so the sampler lands exactly on the known pixels.

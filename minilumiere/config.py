@@ -114,10 +114,6 @@ class TrainConfig:
                                         # weights (not the text encoder); else only the new layers
     cond_known_weight: float = 10.0     # loss weight on known pixels (M = 1) against 1 elsewhere:
                                         # insists that the model keep what it is given
-    cond_known_jitter: float = 0.0      # training x_t at known pixels is made from C plus this
-                                        # much per-pixel noise (x0 units, [-1, 1]) while the target
-                                        # stays C: teaches the model to trust C over x_t there
-                                        # (conditioning.jitter_known)
     checkpoint_every: int = 250
     log_every: int = 25
     sample_every: int = 500

@@ -58,7 +58,6 @@ class TrainingExamples(Dataset):
         size, grain = (cfg.ssr_size, ssr.grain_block(cfg)) if stage == "ssr" else (cfg.size, 0)
         self.videos = ToyVideos("train", cfg.frames, size, seed=cfg.train.seed, grain=grain)
         self.stage, self.cfg = stage, cfg
-        self.schedule = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.num_steps)
         parts = cfg.train.cond_task_parts
         if stage == "conditioning" and (len(parts) != len(COND_TASKS) or min(parts) < 0
                                         or sum(parts) == 0):
@@ -83,9 +82,6 @@ class TrainingExamples(Dataset):
         elif self.stage == "ssr":
             clip, cond = self.ssr_pair(clip, generator)
         noise = torch.randn(clip.shape, generator=generator)
-        if self.stage == "conditioning" and self.cfg.train.cond_known_jitter:
-            noise = conditioning.jitter_known(noise, cond, self.schedule.abar(t[None], clip)[0],
-                                              self.cfg.train.cond_known_jitter, generator)
         return clip, caption, t, noise, cond
 
     def draw_timestep(self, generator: torch.Generator) -> torch.Tensor:

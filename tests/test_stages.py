@@ -158,30 +158,6 @@ def test_conditioning_loss_can_insist_on_the_known_pixels(video_checkpoint, tmp_
     assert loss == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_known_pixel_jitter_moves_only_the_known_pixels_of_x_t():
-    """cond_known_jitter = j: x_t at known pixels is made from C plus noise of std ~j (capped at
-    twice the noise level), unknown pixels and everything else of the example unchanged."""
-    plain = TrainingExamples(SMOKE, "conditioning")
-    cfg = SMOKE.replace(train=dataclasses.replace(SMOKE.train, cond_known_jitter=0.05))
-    jittered = TrainingExamples(cfg, "conditioning")
-    schedule = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.num_steps)
-    deviations = []
-    for i in range(24):
-        x0, caption, t, noise, cond = jittered[i]
-        x0_, caption_, t_, noise_, cond_ = plain[i]
-        assert torch.equal(x0, x0_) and caption == caption_ and t == t_ and torch.equal(cond, cond_)
-        abar = schedule.abar(t[None], x0)[0]
-        moved = (add_noise(schedule, x0[None], t[None], noise[None])
-                 - add_noise(schedule, x0[None], t[None], noise_[None]))[0] / abar.sqrt()
-        known = cond[3:4].expand_as(moved) == 1
-        assert torch.equal(moved[~known], torch.zeros_like(moved[~known]))
-        if known.any():
-            cap = min(0.05, 2 * float((1 - abar).sqrt() / abar.sqrt()))
-            deviations.append(float(moved[known].std()) / cap)
-    assert len(deviations) > 8
-    assert 0.8 < sum(deviations) / len(deviations) < 1.2            # std ~ jitter (or its cap)
-
-
 def test_conditioning_model_inflated_straight_from_t2i(t2i_checkpoint, tmp_path):
     """Inflate the T2I model and add <C, M> in one go. At step 0 it is the T2I model on
     every frame of a static clip (identity temporal layers, cond_in zero)."""
