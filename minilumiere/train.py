@@ -338,11 +338,11 @@ def train(cfg: Config, stage: str, out, resume: bool = False, init=None,
             window_start, window_samples, waiting = now, 0, 0.0
         bar.update(1)
         out_of_time = time.perf_counter() - started > budget
-        if rank == 0 and (run.step % cfg.train.checkpoint_every == 0 or run.step == steps
-                          or out_of_time):
+        last = run.step == steps or out_of_time
+        if rank == 0 and (run.step % cfg.train.checkpoint_every == 0 or last):
             save(run)
-        if rank == 0 and run.step % cfg.train.sample_every == 0:
-            save_samples(run, device)
+        if rank == 0 and (run.step % cfg.train.sample_every == 0 or last):
+            save_samples(run, device)         # the last step's grid shows what the run ends with
         if out_of_time:
             break
         fetch_start = time.perf_counter()
@@ -395,7 +395,8 @@ def save_samples(run: Run, device, captions=None) -> Path:
     from .viz import save_frame_grid, write_video
 
     cfg = run.cfg
-    model = TextConditionedDenoiser(cfg, run.stage).to(device)
+    with torch.random.fork_rng(devices=[]):     # building the copy must not move the run's RNG
+        model = TextConditionedDenoiser(cfg, run.stage).to(device)
     model.load_state_dict(ema_state_dict(run))
     model.eval()
     captions = captions or ["a red circle moving right", "a blue square moving up",

@@ -39,6 +39,8 @@ def test_t2i_stage_trains_and_logs(t2i_checkpoint):
     assert all(m["loss"] > 0 and m["samples_per_s"] > 0 for m in metrics)
     model = checkpoints.load(t2i_checkpoint)
     assert model.stage == "t2i" and model.cfg == SMOKE
+    grids = sorted(p.name for p in (t2i_checkpoint.parent / "samples").iterdir())
+    assert grids == ["step_000006.png"], "the last step draws a grid (sample_every is 10)"
 
 
 def test_video_stage_trains_only_new_layers(t2i_checkpoint, tmp_path):
