@@ -92,13 +92,13 @@ class TrainConfig:
     warmup_steps: int = 200
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    ema_decay: float = 0.995       # video stage: ~200-step window for a ~2,000-step run
+    ema_decay: float = 0.995       # video stage: ~200-step window at the end of a 1,750-step run
     t2i_ema_decay: float = 0.999
     caption_dropout: float = 0.1   # share of empty captions, for classifier-free guidance
-    high_noise_share: float = 0.6  # video stage: share of examples with t in the top 12%
+    high_noise_share: float = 0.9  # video stage: share of examples with t in the top 12%
     high_noise_from: float = 0.88  # (where the clip is barely visible and only the caption
                                    # can say which way the shape moves)
-    max_steps: int = 2000          # a run ends at max_steps or after `minutes`, whichever is first
+    max_steps: int = 1750          # a run ends at max_steps or after `minutes`, whichever is first
     minutes: float = 30.0
     t2i_max_steps: int = 2000
     t2i_minutes: float = 20.0

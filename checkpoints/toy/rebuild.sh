@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-runs/toy}
-# T2I: 2,000 steps of 64 frames, ~9-11 minutes on a 2-core CPU; video: 2,000 steps of 16
-# clips, ~22-26 minutes (the wall times of the shipped run: MODEL_CARD.md); --minutes 45
+# T2I: 2,000 steps of 64 frames, ~9-11 minutes on a 2-core CPU; video: 1,750 steps of 16
+# clips, ~20-24 minutes (the wall times of the shipped run: MODEL_CARD.md); --minutes 45
 # lets a slower CPU finish the steps instead of stopping at the config's 30 minutes
 python -m minilumiere train --stage t2i --config toy --out "$runs/t2i"
 python -m minilumiere export "$runs/t2i/checkpoint.safetensors" checkpoints/toy/t2i.safetensors
