@@ -8,7 +8,9 @@
 measured on the base clip (16x16) the conditioning model makes, DDIM with guidance (the
 config's `cond_guidance` unless --guidance is given), in two modes side by side: the model
 alone (what it learned) and with the known pixels pasted into every step's prediction
-(`keep_known`, a sampler-side guarantee):
+(`keep_known`, a sampler-side guarantee). Cinemagraphs start, as `pipe.cinemagraph` starts
+them, from noise held still outside the region (`conditioning.hold_noise_still`; the model's
+predictions untouched); --iid-noise gives every frame its own noise there too:
 - image-to-video: frame 0 of a real clip is given. PSNR of frame 0; oracle direction and all
   three attributes as captioned.
 - inpainting: a real clip with a box hidden (over all frames or a run of frames). PSNR on the
@@ -87,6 +89,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=list(MODES), default="both",
                         help="the model alone, known pixels overwritten at every step "
                              "(conditioning.keep_known), or both side by side")
+    parser.add_argument("--iid-noise", action="store_true",
+                        help="cinemagraphs: every frame its own noise outside the region too "
+                             "(the default holds it still there, as pipe.cinemagraph does)")
     args = parser.parse_args()
     pipe = load_pipeline(args.weights)
     model = pipe.conditioned
@@ -94,16 +99,17 @@ def main() -> None:
     print(f"conditioning model, {cfg.frames} frames at {cfg.size}x{cfg.size}, "
           f"{cfg.diffusion.sample_steps} DDIM steps, guidance "
           f"{args.guidance or cfg.diffusion.cond_guidance}, cases {args.start}.."
-          f"{args.start + args.cases - 1} per task")
+          f"{args.start + args.cases - 1} per task"
+          f"{'; cinemagraphs with every frame its own noise' if args.iid_noise else ''}")
     for task in TASKS:
         for keep_known in MODES[args.mode]:
             torch.manual_seed(0)
             run_task(model, cfg, task, args.start, args.cases, args.batch, args.guidance,
-                     keep_known)
+                     keep_known, hold_still=not args.iid_noise)
 
 
 def run_task(model, cfg, task: str, first: int, count: int, batch: int, guidance,
-             keep_known: bool) -> None:
+             keep_known: bool, hold_still: bool = True) -> None:
     """Sample cases first .. first + count - 1 of one task and print what was kept and what
     the oracle reads."""
     started = time.perf_counter()
@@ -111,9 +117,11 @@ def run_task(model, cfg, task: str, first: int, count: int, batch: int, guidance
     made = []
     for start in range(0, len(chosen), batch):
         part = chosen[start:start + batch]
+        still = (torch.stack([~torch.from_numpy(c[4]) for c in part])
+                 if task == "cinemagraph" and hold_still else None)     # outside the region
         made += sample(model, [c[0] for c in part], [c[1] for c in part],
                        guidance=guidance, cond=torch.stack([c[3] for c in part]),
-                       keep_known=keep_known)
+                       keep_known=keep_known, still=still)
     seconds = (time.perf_counter() - started) / len(chosen)
     hits = {key: 0 for key in (*ATTRIBUTES, "all")}
     kept = []
@@ -136,6 +144,8 @@ def run_task(model, cfg, task: str, first: int, count: int, batch: int, guidance
                  "cinemagraph": "frame diff outside (1/255)"}[task]
     rates = "  ".join(f"{k} {100 * v / n:5.1f}%" for k, v in hits.items())
     mode = "keep_known" if keep_known else "model alone"
+    if task == "cinemagraph":
+        mode += ", noise held still outside" if hold_still else ", every frame its own noise"
     print(f"\n{task} ({mode}): {kept_name} mean {np.mean(kept):.2f} (worst "
           f"{(np.max if task == 'cinemagraph' else np.min)(kept):.2f}); {seconds:.1f} s/case")
     print(f"   oracle as captioned: {rates}")

@@ -70,6 +70,32 @@ def split(cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return cond[:, :3], cond[:, 3:4]
 
 
+def hold_noise_still(noise: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
+    """Starting noise for a clip whose `still` pixels must not move (a cinemagraph's outside):
+    noise (B, 3, T, H, W), still (B, H, W) bool -> (B, 3, T, H, W).
+
+    With fresh noise on every frame, the model redraws a still pixel a little differently on
+    every frame (~3 grey levels a frame, see the model card), in two ways:
+    - per pixel: each frame's noise there is different, and so is what the model makes of it.
+      Here every frame gets frame 0's noise at the still pixels;
+    - per frame: the mean of a frame's noise (per channel) is its lowest frequency, and the
+      model turns it into the frame's overall colour, so every pixel shifts together from one
+      frame to the next. Here the noise of the other pixels is shifted so that every frame's
+      mean is frame 0's.
+    The model's predictions are not touched, and the moving pixels keep fresh noise. A clip
+    without a still pixel keeps its noise as it is."""
+    if still.shape != (noise.shape[0], *noise.shape[-2:]):
+        raise ValueError(f"still has shape {tuple(still.shape)}; it must be (B, H, W) = "
+                         f"{(noise.shape[0], *noise.shape[-2:])}, one mask per clip")
+    still = still.bool().to(noise.device)[:, None, None]                # (B, 1, 1, H, W)
+    held = torch.where(still, noise[:, :, :1], noise)
+    moving = (~still).to(noise.dtype)
+    count = moving.sum(dim=(-1, -2), keepdim=True).clamp(min=1)
+    mean = (held * moving).sum(dim=(-1, -2), keepdim=True) / count      # (B, 3, T, 1, 1)
+    held = held - moving * (mean - mean[:, :, :1])
+    return torch.where(still.any(dim=(-1, -2), keepdim=True), held, noise)
+
+
 def known_pixel_weights(cond: torch.Tensor, weight: float) -> torch.Tensor:
     """Loss weights for a batch of conditions: `weight` where M = 1, 1 elsewhere.
     (B, 4, T, H, W) -> (B, 1, T, H, W), broadcasting over the 3 colour channels."""

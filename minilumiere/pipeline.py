@@ -25,11 +25,15 @@ SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 def sample(model: TextConditionedDenoiser, captions: list[str], seed: int | list[int] = 0,
            steps: int | None = None, guidance: float | None = None, eta: float = 0.0,
            progress: bool = False, trajectory: list | None = None,
-           cond: torch.Tensor | None = None, keep_known: bool = False) -> list[np.ndarray]:
+           cond: torch.Tensor | None = None, keep_known: bool = False,
+           still: torch.Tensor | None = None) -> list[np.ndarray]:
     """DDIM samples with classifier-free guidance, one per caption: (T, H, W, 3) uint8 each
     ((1, H, W, 3) for a T2I model). Item i starts from noise seeded by seeds[i]. cond
     (B, 4, T, H, W): <C, M> for a conditioning model (zeros, i.e. nothing known, if None);
     keep_known=True also overwrites the predicted x0 with C where M = 1 at every step.
+    still (B, H, W) bool: pixels that must not move on any frame (a cinemagraph's outside);
+    the clip starts from noise held still there, each frame's noise with frame 0's mean
+    (`conditioning.hold_noise_still`; eta > 0 adds fresh noise at every step, not held still).
     guidance=None: the config's `guidance`, or its `cond_guidance` when cond gives any pixel."""
     cfg = model.cfg
     steps = cfg.diffusion.sample_steps if steps is None else steps
@@ -55,6 +59,8 @@ def sample(model: TextConditionedDenoiser, captions: list[str], seed: int | list
         extra["cond"] = cond.to(device)
     elif cond is not None:
         raise ValueError(f"cond given, but this {model.stage!r} model takes no extra channels")
+    if still is not None:
+        noise = conditioning.hold_noise_still(noise, still)
     schedule = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.num_steps)
     model_fn = classifier_free_guidance(model.net, context, null_context, guidance, **extra)
     if keep_known:
@@ -100,8 +106,10 @@ class Pipeline:
         return self._finish(base, caption, seed, return_base, ssr_steps)
 
     def upsample(self, base_clip: np.ndarray, caption: str, seed: int = 0,
-                 steps: int | None = None) -> np.ndarray:
-        """SSR alone: (T, size, size, 3) uint8 -> (T, ssr_size, ssr_size, 3) uint8."""
+                 steps: int | None = None, still: np.ndarray | None = None) -> np.ndarray:
+        """SSR alone: (T, size, size, 3) uint8 -> (T, ssr_size, ssr_size, 3) uint8. still
+        (ssr_size, ssr_size) bool: pixels that must not move (a cinemagraph's outside), whose
+        noise is held still."""
         if self.ssr is None:
             raise ValueError("this pipeline was loaded without an SSR model (ssr.safetensors)")
         _check_sampling_args(steps, None, self.cfg.diffusion.num_steps)
@@ -111,7 +119,10 @@ class Pipeline:
         if frames < self.cfg.ssr.window:
             raise ValueError(f"base_clip has {frames} frames; SSR needs at least its window of "
                              f"{self.cfg.ssr.window}")
-        high = super_resolve(self.ssr, low[None], [caption], [seed], steps=steps)
+        if still is not None:
+            size = self.cfg.ssr_size
+            still = _mask_tensor("still", still, (size, size))[None]
+        high = super_resolve(self.ssr, low[None], [caption], [seed], steps=steps, still=still)
         return to_uint8(high[0])
 
     def image(self, caption: str, seed: int = 0, steps: int | None = None,
@@ -151,30 +162,36 @@ class Pipeline:
                     steps: int | None = None, guidance: float | None = None,
                     return_base: bool = False, keep_known: bool = False,
                     ssr_steps: int | None = None):
-        """Animate only `region` (H, W) bool of a still image (H, W, 3) uint8."""
-        still = _image_tensor("image", image, self._sizes())
-        mask = _mask_tensor("region", region, still.shape[1:])
-        factor = still.shape[-1] // self.cfg.size
+        """Animate only `region` (H, W) bool of a still image (H, W, 3) uint8. Outside the
+        region, both models start from noise held still (`conditioning.hold_noise_still`)."""
+        picture = _image_tensor("image", image, self._sizes())
+        mask = _mask_tensor("region", region, picture.shape[1:])
+        factor = picture.shape[-1] // self.cfg.size
         # a base pixel may move when any pixel it averages may
         base_region = F.max_pool2d(mask[None].float(), factor)[0] > 0.5
-        return self._conditioned(conditioning.cinemagraph(self._to_base(still), base_region,
+        return self._conditioned(conditioning.cinemagraph(self._to_base(picture), base_region,
                                                           self.cfg.frames),
                                  caption, seed, steps, guidance, return_base, keep_known,
-                                 ssr_steps)
+                                 ssr_steps, still=~base_region)
 
     def _conditioned(self, cond, caption, seed, steps, guidance, return_base, keep_known,
-                     ssr_steps):
+                     ssr_steps, still: torch.Tensor | None = None):
+        """Sample the conditioning model, then SSR. still (H, W) bool at the base size: pixels
+        that must not move, whose noise both models hold still."""
         if self.conditioned is None:
             raise ValueError("this pipeline was loaded without its conditioning model "
                              "(conditioning.safetensors)")
         _check_sampling_args(steps, guidance, self.cfg.diffusion.num_steps, ssr_steps)
         base = sample(self.conditioned, [caption], seed, steps, guidance, cond=cond[None],
-                      keep_known=keep_known)[0]
-        return self._finish(base, caption, seed, return_base, ssr_steps)
+                      keep_known=keep_known, still=None if still is None else still[None])[0]
+        if still is not None:                           # each base pixel's block at SSR size
+            factor = self.cfg.ssr_size // self.cfg.size
+            still = still.repeat_interleave(factor, 0).repeat_interleave(factor, 1).numpy()
+        return self._finish(base, caption, seed, return_base, ssr_steps, still)
 
     def _finish(self, base: np.ndarray, caption: str, seed: int, return_base: bool,
-                ssr_steps: int | None):
-        clip = base if self.ssr is None else self.upsample(base, caption, seed, ssr_steps)
+                ssr_steps: int | None, still: np.ndarray | None = None):
+        clip = base if self.ssr is None else self.upsample(base, caption, seed, ssr_steps, still)
         return (clip, base) if return_base else clip
 
     def _sizes(self) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .conditioning import hold_noise_still
 from .diffusion import Schedule, classifier_free_guidance, ddim_sample
 from .multidiffusion import multidiffusion, stitch, temporal_windows
 
@@ -49,12 +50,15 @@ def upsample(clip: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Ten
 def super_resolve(model, low: torch.Tensor, captions: list[str], seeds: list[int],
                   steps: int | None = None, guidance: float | None = None,
                   window: int | None = None, overlap: int | None = None,
-                  blended: bool = True, progress: bool = False) -> torch.Tensor:
+                  blended: bool = True, progress: bool = False,
+                  still: torch.Tensor | None = None) -> torch.Tensor:
     """DDIM sampling of the SSR model over temporal windows.
 
     low (B, 3, T, h, w) in [-1, 1] -> (B, 3, T, ssr_size, ssr_size) in [-1, 1]. blended=True
     is MultiDiffusion (windows averaged at every step); blended=False samples each window on
     its own, from its own noise, and stitches the results (the baseline that shows seams).
+    still (B, ssr_size, ssr_size) bool: pixels that stay still on every frame (a cinemagraph's
+    outside); their noise is held still (`conditioning.hold_noise_still`).
     """
     cfg = model.cfg
     steps = cfg.ssr.sample_steps if steps is None else steps
@@ -69,9 +73,10 @@ def super_resolve(model, low: torch.Tensor, captions: list[str], seeds: list[int
                          f"{low.shape[0]} clips")
     device = next(model.parameters()).device
     frames, size = low.shape[2], cfg.ssr_size
+    held = (lambda x: x) if still is None else (lambda x: hold_noise_still(x, still))
     windows = temporal_windows(frames, window, overlap)
     cond = upsample(low.to(device), size)                                # (B, 3, T, H, W)
-    noise = _noise(seeds, (3, frames, size, size), device)
+    noise = held(_noise(seeds, (3, frames, size, size), device))
     context, null_context = model.encode(captions), model.encode([""] * len(captions))
     schedule = Schedule.named(cfg.diffusion.schedule, cfg.diffusion.num_steps)
 
@@ -90,7 +95,7 @@ def super_resolve(model, low: torch.Tensor, captions: list[str], seeds: list[int
         return run(multidiffusion(window_fn, windows), noise)
     # each window its own sampling run from its own noise, as separate calls would be
     parts = [run(lambda x, t, span=span: window_fn(x, t, span),
-                 _noise([s * len(windows) + i for s in seeds], (3, window, size, size), device))
+                 held(_noise([s * len(windows) + i for s in seeds], (3, window, size, size), device)))
              for i, span in enumerate(windows)]
     return stitch(parts, windows, frames)
 

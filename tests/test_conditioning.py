@@ -84,6 +84,23 @@ def test_cinemagraph_clips_are_deterministic_by_seed():
     assert to_tensor(a).shape == (3, 16, 32, 32)
 
 
+def test_hold_noise_still_holds_still_pixels_and_every_frames_mean():
+    region = torch.zeros(16, 16, dtype=torch.bool)
+    region[4:10, 2:12] = True
+    noise = torch.randn(2, 3, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    held = conditioning.hold_noise_still(noise, torch.stack([~region, torch.zeros_like(region)]))
+    assert torch.equal(held[0][:, :, ~region], noise[0][:, :1, ~region].expand(-1, 8, -1))
+    frame_means = held[0].mean(dim=(-1, -2))                            # (3, T)
+    torch.testing.assert_close(frame_means, frame_means[:, :1].expand(-1, 8))
+    assert (noise[0].mean(dim=(-1, -2)) - noise[0].mean(dim=(-1, -2))[:, :1]).abs().max() > 0.05
+    shift = held[0][:, :, region] - noise[0][:, :, region]              # one number per frame
+    torch.testing.assert_close(shift, shift[..., :1].expand_as(shift))  # and channel
+    assert torch.equal(held[0][:, 0], noise[0][:, 0])
+    assert torch.equal(held[1], noise[1])                               # nothing still: as it was
+    with pytest.raises(ValueError, match="still"):
+        conditioning.hold_noise_still(noise, region)
+
+
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_keep_known_lands_exactly_on_the_known_pixels(prediction):
     from minilumiere.diffusion import Schedule, ddim_sample

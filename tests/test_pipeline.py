@@ -97,6 +97,34 @@ def test_keep_known_keeps_the_given_frame_exactly(pipe):
     assert np.abs(loose[0].astype(int) - clip[0]).max() > 1          # 3 smoke steps: no copy
 
 
+def test_a_cinemagraph_starts_from_noise_held_still_outside_the_region(pipe, monkeypatch):
+    clip = render_clip(CAPTION, seed=0, frames=T, size=HIGH)
+    region = np.zeros((HIGH, HIGH), dtype=bool)
+    region[HIGH // 4:, :] = True
+    seen = {}                                     # model name -> the first x_t it is given
+
+    def recorder(name, forward):
+        def record(x, *args, **kwargs):
+            seen.setdefault(name, x)
+            return forward(x, *args, **kwargs)
+        return record
+
+    for name in ("conditioned", "ssr"):
+        net = getattr(pipe, name).net
+        monkeypatch.setattr(net, "forward", recorder(name, net.forward))
+    pipe.cinemagraph(clip[0], region, CAPTION, steps=1, ssr_steps=1)
+    for name, size in (("conditioned", BASE), ("ssr", HIGH)):
+        x_T = seen[name]                          # its first input: (2, 3, frames, size, size)
+        outside = torch.ones(size, size, dtype=torch.bool)
+        outside[size // 4:] = False
+        assert torch.equal(x_T[..., outside], x_T[:, :, :1, outside].expand_as(x_T[..., outside]))
+        assert not torch.equal(x_T[:, :, 1, ~outside], x_T[:, :, 0, ~outside])
+    seen.clear()
+    pipe.inpaint(clip, np.ones((T, HIGH, HIGH), dtype=bool), CAPTION, steps=1, ssr_steps=1)
+    for name in ("conditioned", "ssr"):                # other tasks: fresh noise everywhere
+        assert (seen[name][:, :, 1] != seen[name][:, :, 0]).float().mean() > 0.99
+
+
 def test_given_pixels_are_sampled_at_the_conditioning_guidance(pipe):
     clip = render_clip(CAPTION, seed=0, frames=T, size=BASE)
     diffusion = pipe.conditioned.cfg.diffusion
@@ -127,6 +155,7 @@ def test_given_pixels_are_sampled_at_the_conditioning_guidance(pipe):
     (lambda p, c: p.image_to_video(c[0], CAPTION, ssr_steps=2.5), "ssr_steps=2.5"),
     (lambda p, c: p("a red blob moving left"), "blob"),
     (lambda p, c: p.upsample(c[:2], CAPTION), "window"),
+    (lambda p, c: p.upsample(c, CAPTION, still=np.ones((BASE, BASE), dtype=bool)), "still"),
 ])
 def test_bad_input_names_the_argument(pipe, call, word):
     clip = render_clip(CAPTION, seed=0, frames=T, size=BASE)
