@@ -82,8 +82,10 @@ def hold_noise_still(noise: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
       model turns it into the frame's overall colour, so every pixel shifts together from one
       frame to the next. Here the noise of the other pixels is shifted so that every frame's
       mean is frame 0's.
-    The model's predictions are not touched, and the moving pixels keep fresh noise. A clip
-    without a still pixel keeps its noise as it is."""
+    The moving pixels keep fresh noise, and a clip without a still pixel keeps its noise as it
+    is. Noise held still is not what a model trained on fresh noise expects: it can no longer
+    tell a still pixel's noise from its content by comparing frames. So the conditioning
+    stage trains its cinemagraph examples on this noise too (the model card measures both)."""
     if still.shape != (noise.shape[0], *noise.shape[-2:]):
         raise ValueError(f"still has shape {tuple(still.shape)}; it must be (B, H, W) = "
                          f"{(noise.shape[0], *noise.shape[-2:])}, one mask per clip")

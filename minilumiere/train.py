@@ -77,11 +77,14 @@ class TrainingExamples(Dataset):
         if torch.rand((), generator=generator) < self.cfg.train.caption_dropout:
             caption = ""
         t = self.draw_timestep(generator)
+        still = None
         if self.stage == "conditioning":
-            clip, cond = self.conditioned(clip, index, generator)
+            clip, cond, still = self.conditioned(clip, index, generator)
         elif self.stage == "ssr":
             clip, cond = self.ssr_pair(clip, generator)
         noise = torch.randn(clip.shape, generator=generator)
+        if still is not None:              # a cinemagraph starts from such noise when sampled
+            noise = conditioning.hold_noise_still(noise[None], still[None])[0]
         return clip, caption, t, noise, cond
 
     def draw_timestep(self, generator: torch.Generator) -> torch.Tensor:
@@ -100,22 +103,23 @@ class TrainingExamples(Dataset):
         return torch.randint(steps, (), generator=generator)
 
     def conditioned(self, clip, index: int, generator):
-        """(clip, <C, M>) for one task of the mixture; a cinemagraph gets its own clip."""
+        """(clip, <C, M>, still) for one task of the mixture; a cinemagraph gets its own clip,
+        and `still` (H, W) bool is its outside (None for the other tasks)."""
         parts = self.cfg.train.cond_task_parts
         slots = [task for task, count in zip(COND_TASKS, parts) for _ in range(count)]
         task = slots[int(torch.randint(len(slots), (), generator=generator))]
         frames = clip.shape[1]
         if task == "image_to_video":
-            return clip, conditioning.image_to_video(clip[:, 0], frames)
+            return clip, conditioning.image_to_video(clip[:, 0], frames), None
         if task == "inpainting":
             hole = conditioning.random_hole(frames, clip.shape[-1], generator)
-            return clip, conditioning.inpainting(clip, hole)
+            return clip, conditioning.inpainting(clip, hole), None
         if task == "cinemagraph":
             still, region = render_cinemagraph(self.videos.caption(index),
                                                self.videos.clip_seed(index), frames, clip.shape[-1])
-            clip = to_tensor(still)
-            return clip, conditioning.cinemagraph(clip[:, 0], torch.from_numpy(region), frames)
-        return clip, conditioning.unconditioned(*clip.shape[1:])
+            clip, region = to_tensor(still), torch.from_numpy(region)
+            return clip, conditioning.cinemagraph(clip[:, 0], region, frames), ~region
+        return clip, conditioning.unconditioned(*clip.shape[1:]), None
 
     def ssr_pair(self, clip, generator):
         """A random window and crop of the high-res clip, and of its low-res version upsampled."""

@@ -72,6 +72,26 @@ def test_conditioning_examples_cover_every_task():
     assert seen == set(conditioning.TASKS)
 
 
+@pytest.mark.parametrize("parts", [(0, 0, 0, 1), (0, 1, 1, 0)])
+def test_cinemagraph_examples_start_from_noise_held_still_outside_the_region(parts):
+    """As `pipe.cinemagraph` samples them: frame 0's noise outside, each frame's mean frame
+    0's; the other tasks keep fresh noise everywhere."""
+    cfg = SMOKE.replace(train=dataclasses.replace(SMOKE.train, cond_task_parts=parts))
+    examples = TrainingExamples(cfg, "conditioning")
+    for i in range(4):
+        _, _, _, noise, cond = examples[i]
+        means = noise.mean(dim=(-1, -2))                       # (3, T)
+        same_means = torch.allclose(means, means[:, :1].expand_as(means), atol=1e-6)
+        if parts == (0, 0, 0, 1):
+            outside = cond[3, 1].bool()                        # known after frame 0
+            assert outside.any() and not outside.all()
+            assert torch.equal(noise[:, :, outside],
+                               noise[:, :1, outside].expand_as(noise[:, :, outside]))
+            assert same_means
+        else:
+            assert (noise[:, 1:] != noise[:, :1]).float().mean() > 0.99 and not same_means
+
+
 def test_conditioning_model_starts_as_the_video_model(video_checkpoint, tmp_path):
     path = train(SMOKE, "conditioning", tmp_path, init=video_checkpoint, max_steps=0,
                  progress=False)
