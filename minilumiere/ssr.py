@@ -95,7 +95,8 @@ def super_resolve(model, low: torch.Tensor, captions: list[str], seeds: list[int
         return run(multidiffusion(window_fn, windows), noise)
     # each window its own sampling run from its own noise, as separate calls would be
     parts = [run(lambda x, t, span=span: window_fn(x, t, span),
-                 held(_noise([s * len(windows) + i for s in seeds], (3, window, size, size), device)))
+                 held(_noise([s * len(windows) + i for s in seeds], (3, window, size, size),
+                             device)))
              for i, span in enumerate(windows)]
     return stitch(parts, windows, frames)
 

@@ -115,9 +115,10 @@ class TrainingExamples(Dataset):
             hole = conditioning.random_hole(frames, clip.shape[-1], generator)
             return clip, conditioning.inpainting(clip, hole), None
         if task == "cinemagraph":
-            still, region = render_cinemagraph(self.videos.caption(index),
-                                               self.videos.clip_seed(index), frames, clip.shape[-1])
-            clip, region = to_tensor(still), torch.from_numpy(region)
+            rendered, region = render_cinemagraph(self.videos.caption(index),
+                                                  self.videos.clip_seed(index), frames,
+                                                  clip.shape[-1])
+            clip, region = to_tensor(rendered), torch.from_numpy(region)
             return clip, conditioning.cinemagraph(clip[:, 0], region, frames), ~region
         return clip, conditioning.unconditioned(*clip.shape[1:]), None
 
