@@ -135,9 +135,9 @@ def run_task(model, cfg, task: str, first: int, count: int, batch: int, guidance
             kept.append(psnr(out[mask], real[mask]))
             judged = out
         else:
-            outside = out[:, ~mask].astype(np.float64)
-            kept.append(np.abs(np.diff(outside, axis=0)).mean())
-            faithful.append(psnr(out[:, ~mask], np.broadcast_to(real[0][~mask], out[:, ~mask].shape)))
+            outside = out[:, ~mask]                                      # (T, pixels, 3)
+            kept.append(np.abs(np.diff(outside.astype(np.float64), axis=0)).mean())
+            faithful.append(psnr(outside, np.broadcast_to(real[0][~mask], outside.shape)))
             judged = out.copy()
             judged[:, ~mask] = BACKGROUND
         for key, value in right(judged, caption).items():
