@@ -29,20 +29,13 @@ import numpy as np
 import torch
 
 from minilumiere import conditioning, load_pipeline
-from minilumiere.data import (BACKGROUND, captions, parse_caption, read_caption,
-                              render_cinemagraph, render_clip, to_tensor)
+from minilumiere.data import BACKGROUND, captions, render_cinemagraph, render_clip, to_tensor
+from minilumiere.evaluate import ATTRIBUTES, oracle_hits, psnr
 from minilumiere.pipeline import sample
 
-ATTRIBUTES = ("color", "shape", "direction")
 TASKS = ("image_to_video", "inpainting", "cinemagraph")
 MODES = {"model": (False,), "keep_known": (True,), "both": (False, True)}   # keep_known values
 CASES_PER_TASK = 100                     # seeds 4000 + 100 * task + case number
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of uint8 arrays; inf when they are identical."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def cases(task: str, count: int, frames: int, size: int, start: int = 0):
@@ -69,13 +62,6 @@ def cases(task: str, count: int, frames: int, size: int, start: int = 0):
             out.append((caption, seed, clip, conditioning.inpainting(to_tensor(clip), known),
                         known.numpy()))
     return out
-
-
-def right(clip: np.ndarray, caption: str) -> dict:
-    read = read_caption(clip)
-    truth = dict(zip(ATTRIBUTES, parse_caption(caption)))
-    hits = {a: read[a] == truth[a] for a in ATTRIBUTES}
-    return {**hits, "all": all(hits.values())}
 
 
 def main() -> None:
@@ -140,7 +126,7 @@ def run_task(model, cfg, task: str, first: int, count: int, batch: int, guidance
             faithful.append(psnr(outside, np.broadcast_to(real[0][~mask], outside.shape)))
             judged = out.copy()
             judged[:, ~mask] = BACKGROUND
-        for key, value in right(judged, caption).items():
+        for key, value in oracle_hits(judged, caption).items():
             hits[key] += value
     n = len(chosen)
     kept_name = {"image_to_video": "PSNR frame 0", "inpainting": "PSNR known pixels",

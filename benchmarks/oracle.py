@@ -15,9 +15,9 @@ import argparse
 
 import numpy as np
 
-from minilumiere.data import BACKGROUND, COLORS, captions, parse_caption, read_caption, render_clip
+from minilumiere.data import BACKGROUND, COLORS, captions, read_caption, render_clip
+from minilumiere.evaluate import ATTRIBUTES, caption_truth
 
-ATTRIBUTES = ("color", "shape", "direction")
 SIZES = (16, 32, 64)
 FRAMES = 16
 
@@ -57,7 +57,7 @@ def ground_truth_table(clips: int, rng: np.random.Generator, noise: float = 0.0,
             if noise:
                 clip = to_uint8(clip + noise * rng.standard_normal(clip.shape))
             readings.append(read_caption(clip))
-            truths.append(dict(zip(ATTRIBUTES, parse_caption(caption))))
+            truths.append(caption_truth(caption))
         rows[size] = score(readings, truths)
     return rows
 

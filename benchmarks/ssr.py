@@ -30,16 +30,11 @@ import numpy as np
 import torch
 
 from minilumiere import load_pipeline
-from minilumiere.data import (captions, parse_caption, read_caption, render_clip,
-                              to_tensor, to_uint8)
+from minilumiere.data import captions, read_caption, render_clip, to_tensor, to_uint8
+from minilumiere.evaluate import caption_truth, frame_differences, psnr
 from minilumiere.multidiffusion import temporal_windows, window_borders
 from minilumiere.pipeline import sample
 from minilumiere.ssr import downsample, grain_block, super_resolve, upsample
-
-
-def frame_differences(clip: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T - 1,) mean |frame f+1 - frame f| in 1/255."""
-    return np.abs(np.diff(clip.astype(np.float64), axis=0)).mean(axis=(1, 2, 3))
 
 
 def seam_ratio(diffs: np.ndarray, borders: list[int]) -> tuple[float, float]:
@@ -47,12 +42,6 @@ def seam_ratio(diffs: np.ndarray, borders: list[int]) -> tuple[float, float]:
     at_border = np.zeros(diffs.shape[1], dtype=bool)
     at_border[[b - 1 for b in borders]] = True                        # pair (b - 1, b)
     return diffs[:, at_border].mean(), diffs[:, ~at_border].mean()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of uint8 arrays; inf when they are identical."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def main() -> None:
@@ -123,7 +112,7 @@ def main() -> None:
         a, b = read_caption(low), read_caption(high)
         same += a == b and None not in a.values()
         same_or_unreadable += a == b
-        truth = dict(zip(("color", "shape", "direction"), parse_caption(caption)))
+        truth = caption_truth(caption)
         right_base += a == truth
         right_ssr += b == truth
     n = args.clips

@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 
 from minilumiere import checkpoints
-from minilumiere.data import captions, parse_caption, read_caption
+from minilumiere.data import captions
+from minilumiere.evaluate import ATTRIBUTES, oracle_hits
 from minilumiere.pipeline import SHIPPED, sample
-
-ATTRIBUTES = ("color", "shape", "direction")
 
 
 def evaluation_set(train_clips: int = 72, heldout_clips: int = 24) -> list[tuple[str, str, int]]:
@@ -42,12 +41,8 @@ def score(model, cases, steps=None, guidance=None, batch: int = 24) -> dict:
         chunk = cases[start:start + batch]
         clips = sample(model, [c for _, c, _ in chunk], [s for _, _, s in chunk], steps, guidance)
         for (split, caption, _), clip in zip(chunk, clips):
-            truth = dict(zip(ATTRIBUTES, parse_caption(caption)))
-            read = read_caption(clip)
-            hits = {a: read[a] == truth[a] for a in ATTRIBUTES}
-            for a in ATTRIBUTES:
-                right[split][a] += hits[a]
-            right[split]["all"] += all(hits.values())
+            for key, hit in oracle_hits(clip, caption).items():
+                right[split][key] += hit
             counts[split] += 1
     return {split: {a: 100 * n / max(1, counts[split]) for a, n in r.items()}
             for split, r in right.items()}

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .toyvideos import BACKGROUND, COLORS, DIRECTIONS, SHAPES, shape_coverage
+from .toyvideos import (AREA_PER_R2, BACKGROUND, CENTROID_DY, COLORS, DIRECTIONS, SHAPES,
+                        shape_coverage)
 
 _BG = np.asarray(BACKGROUND, dtype=np.float64)
 _PALETTE = {name: np.asarray(rgb, dtype=np.float64) - _BG for name, rgb in COLORS.items()}
@@ -34,10 +35,6 @@ VOTE = 0.7                         # share of frames that must agree
 MIN_TRAVEL = 0.12                  # the path must cover this much of the frame ...
 MAX_CROSS = 0.35                   # ... with the cross-axis at most this share of it
 MAX_PATH_RESIDUAL = 0.04           # RMS distance of centroids from a straight, constant-speed path
-
-# Area of each template per unit radius squared, and centroid offset below the box centre.
-_AREA_PER_R2 = {"circle": np.pi, "square": 1.7**2, "triangle": 2.0}
-_CENTROID_DY = {"circle": 0.0, "square": 0.0, "triangle": 1.0 / 3.0}
 
 
 def read_caption(clip: np.ndarray) -> dict:
@@ -105,8 +102,8 @@ def _best_shape(alpha: np.ndarray, area: float, centroid: np.ndarray) -> str | N
     size = alpha.shape[0]
     misfit = {}
     for shape in SHAPES:
-        radius = np.sqrt(area / _AREA_PER_R2[shape])
-        cy = centroid[1] - _CENTROID_DY[shape] * radius
+        radius = np.sqrt(area / AREA_PER_R2[shape])
+        cy = centroid[1] - CENTROID_DY[shape] * radius
         template = shape_coverage(shape, [centroid[0]], [cy], [radius], size)[0]
         misfit[shape] = np.abs(template - alpha).sum() / area
     ranked = sorted(misfit, key=misfit.get)

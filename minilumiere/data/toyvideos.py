@@ -83,6 +83,12 @@ def captions(split: str = "train") -> list[str]:
     return [caption_of(*c) for c in chosen]
 
 
+# Each shape's area per unit radius squared, and its centroid's offset below the centre (in
+# radii), as `shape_coverage` draws them: what a reader of shapes fits a template with.
+AREA_PER_R2 = {"circle": np.pi, "square": 1.7**2, "triangle": 2.0}
+CENTROID_DY = {"circle": 0.0, "square": 0.0, "triangle": 1.0 / 3.0}
+
+
 def shape_coverage(shape: str, cx, cy, radius, size: int) -> np.ndarray:
     """Anti-aliased coverage in [0, 1] of one shape per frame.
 
