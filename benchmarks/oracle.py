@@ -3,7 +3,8 @@
     python benchmarks/oracle.py [--clips 2000] [--seed 0]
 
 1. Accuracy on ground truth: `--clips` random clips per size (16, 32, 64 px; random
-   captions from captions("all"), random seeds, 16 frames). A None counts as wrong.
+   captions from captions("all"), random seeds, 16 frames), over the world's background and
+   over random other dark shades (0-48 per channel). A None counts as wrong.
 2. Strictness: how often it says None on clips it must not read: pure noise, blank or
    constant frames, and a static shape (whose direction it must not guess).
 3. For information: ground truth with Gaussian pixel noise, to show how close to the
@@ -46,14 +47,16 @@ def score(readings: list[dict], truths: list[dict]) -> dict:
 
 
 def ground_truth_table(clips: int, rng: np.random.Generator, noise: float = 0.0,
-                       sizes=SIZES) -> dict:
-    """size -> score of the oracle on `clips` random ground-truth clips (plus pixel noise)."""
+                       sizes=SIZES, shaded: bool = False) -> dict:
+    """size -> score of the oracle on `clips` random ground-truth clips (plus pixel noise;
+    shaded: each over a random dark background instead of the world's)."""
     rows = {}
     for size in sizes:
         readings, truths = [], []
         for _ in range(clips):
             caption, seed = random_case(rng)
-            clip = render_clip(caption, seed=seed, frames=FRAMES, size=size)
+            background = tuple(rng.integers(0, 49, 3)) if shaded else BACKGROUND
+            clip = render_clip(caption, seed=seed, frames=FRAMES, size=size, background=background)
             if noise:
                 clip = to_uint8(clip + noise * rng.standard_normal(clip.shape))
             readings.append(read_caption(clip))
@@ -131,6 +134,10 @@ def main(argv=None) -> None:
     print(format_accuracy(ground_truth_table(args.clips, rng),
                           f"Oracle on ground truth: {args.clips} random clips per size, "
                           f"{FRAMES} frames (None counts as wrong)"))
+    print()
+    print(format_accuracy(ground_truth_table(args.strict_clips, rng, shaded=True),
+                          f"Oracle on ground truth over other dark backgrounds (each clip a "
+                          f"random shade, 0-48 per channel): {args.strict_clips} clips per size"))
     print()
     print(format_none(none_rates(args.strict_clips, rng),
                       f"None rate (%) on clips it must not read: {args.strict_clips} of each "

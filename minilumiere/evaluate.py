@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import COLORS, SHAPES, parse_caption, read_caption
+from .data.oracle import background_color
 from .data.toyvideos import AREA_PER_R2, CENTROID_DY, shape_coverage
 
 ATTRIBUTES = ("color", "shape", "direction")
@@ -66,13 +67,6 @@ def check_clip(clip) -> None:
     if clip.ndim != 4 or clip.shape[-1] != 3 or clip.shape[0] < 2 or clip.shape[1] != clip.shape[2]:
         raise ValueError(f"clip has shape {clip.shape}; it must be (T, H, W, 3) with T >= 2 "
                          f"frames and square H == W")
-
-
-def background_color(clip: np.ndarray) -> np.ndarray:
-    """The clip's background RGB (3,): the per-channel median of all its pixels. The shape
-    covers at most a third of every frame, so the median is a background pixel's value,
-    whatever shade the background is."""
-    return np.median(clip.reshape(-1, 3).astype(np.float64), axis=0)
 
 
 def shape_alpha(clip: np.ndarray) -> np.ndarray:

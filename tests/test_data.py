@@ -446,6 +446,29 @@ def test_oracle_says_none_for_paths_that_are_not_a_straight_constant_motion():
         assert read_caption(bad) == {"color": "red", "shape": "circle", "direction": None}
 
 
+@pytest.mark.parametrize("shade", [(0, 0, 0), (40, 40, 48), (30, 22, 10), (8, 24, 16), (56, 56, 56)])
+def test_oracle_reads_clips_over_other_dark_backgrounds(shade):
+    for caption, seed in random_cases(12, seed=sum(shade)):
+        clip = render_clip(caption, seed=seed, size=32, background=shade)
+        assert read_caption(clip) == truth_of(caption), (caption, shade)
+
+
+def test_another_background_changes_only_the_background():
+    plain = render_clip("a red circle moving right", seed=1, size=32)
+    other = render_clip("a red circle moving right", seed=1, size=32, background=(40, 0, 0))
+    background = np.all(plain == np.asarray(BACKGROUND, np.uint8), axis=-1)
+    assert np.all(other[background] == (40, 0, 0))
+    assert np.all(other[np.all(plain == COLORS["red"], axis=-1)] == COLORS["red"])
+    with pytest.raises(ValueError, match="background=.*RGB triple"):
+        render_clip("a red circle moving right", background=(0, 0, 300))
+
+
+def test_oracle_says_none_over_a_bright_background():
+    clip = render_clip("a red circle moving right", seed=1, size=32)
+    clip[np.all(clip == np.asarray(BACKGROUND, np.uint8), axis=-1)] = (200, 200, 200)
+    assert read_caption(clip) == NOTHING
+
+
 def test_oracle_says_none_when_the_color_changes_halfway():
     red = render_clip("a red circle moving right", seed=1, size=32)
     blue = render_clip("a blue circle moving right", seed=1, size=32)

@@ -1,11 +1,12 @@
 """The oracle: read a caption back from a clip, or say None when it cannot tell.
 
 It is how the book measures whether a generated clip matches its caption, so it is strict:
-it reads the world's own model (a palette of colors over a known background, three shape
-templates drawn by the same rasteriser, a straight path at constant speed) and answers None
-whenever the clip does not fit that model well.
+it reads the world's own model (a palette of colors over a uniform dark background, three
+shape templates drawn by the same rasteriser, a straight path at constant speed) and answers
+None whenever the clip does not fit that model well.
 
-Steps, per frame:
+The background is read from the clip (`background_color`), not assumed: a clip over another
+dark shade than the world's own reads the same. Then, per frame:
 1. color: the mean of the pixels that stand out from the background -> nearest palette color;
 2. coverage: how much of that color each pixel holds (alpha in [0, 1]);
 3. shape: fit each template at the coverage's centroid and area; keep the clear winner;
@@ -19,11 +20,11 @@ import numpy as np
 from .toyvideos import (AREA_PER_R2, BACKGROUND, CENTROID_DY, COLORS, DIRECTIONS, SHAPES,
                         shape_coverage)
 
-_BG = np.asarray(BACKGROUND, dtype=np.float64)
-_PALETTE = {name: np.asarray(rgb, dtype=np.float64) - _BG for name, rgb in COLORS.items()}
-_MIN_CONTRAST = min(np.linalg.norm(c) for c in _PALETTE.values())
+_PALETTE = {name: np.asarray(rgb, dtype=np.float64) for name, rgb in COLORS.items()}
+_MIN_CONTRAST = min(np.linalg.norm(c - np.asarray(BACKGROUND)) for c in _PALETTE.values())
 
 # Thresholds (pixel values in 0..255, lengths as a share of the frame).
+DARK = 64                          # a background's brightest channel, at most
 STANDOUT = 0.35 * _MIN_CONTRAST    # a pixel "stands out" from the background above this
 FULL_COVERAGE = 0.8                # the shape's core must reach this coverage of its color
 AREA_RANGE = (0.03, 0.30)          # shape area as a share of the frame
@@ -40,11 +41,21 @@ MAX_PATH_RESIDUAL = 0.04           # RMS distance of centroids from a straight, 
 def read_caption(clip: np.ndarray) -> dict:
     """Read {"color", "shape", "direction"} from a (T, H, W, 3) uint8 clip; None = can't tell."""
     _check_clip(clip)
-    frames = [_read_frame(frame) for frame in clip.astype(np.float64)]
+    background = background_color(clip)
+    if background.max() > DARK:
+        return {"color": None, "shape": None, "direction": None}
+    frames = [_read_frame(frame, background) for frame in clip.astype(np.float64)]
     color = _vote([f["color"] for f in frames])
     shape = _vote([f["shape"] if f["color"] == color else None for f in frames]) if color else None
     direction = _direction(frames, clip.shape[2], clip.shape[1]) if color else None
     return {"color": color, "shape": shape, "direction": direction}
+
+
+def background_color(clip: np.ndarray) -> np.ndarray:
+    """The clip's background RGB (3,) float: the per-channel median of all its pixels. The
+    shape covers at most a third of any frame, so the median is a background pixel's value,
+    whatever shade the background is."""
+    return np.median(clip.reshape(-1, 3), axis=0).astype(np.float64)
 
 
 def _check_clip(clip) -> None:
@@ -58,15 +69,16 @@ def _check_clip(clip) -> None:
                          f"H == W >= 8 (the toy world's); got {clip.shape}")
 
 
-def _read_frame(frame: np.ndarray) -> dict:
-    """One (H, W, 3) float frame -> {"color", "shape", "centroid"} (None where unsure)."""
+def _read_frame(frame: np.ndarray, background: np.ndarray) -> dict:
+    """One (H, W, 3) float frame over a background (3,) -> {"color", "shape", "centroid"}
+    (None where unsure)."""
     empty = {"color": None, "shape": None, "centroid": None}
     height, width = frame.shape[:2]
-    offset = frame - _BG                                           # (H, W, 3)
+    offset = frame - background                                    # (H, W, 3)
     standout = np.linalg.norm(offset, axis=-1) > STANDOUT           # (H, W)
     if not AREA_RANGE[0] <= standout.mean() <= AREA_RANGE[1]:
         return empty
-    color, alpha = _fit_color(offset, standout)
+    color, alpha = _fit_color(offset, standout, background)
     if color is None:
         return empty
     alpha = np.where(alpha < FAINT, 0.0, alpha)       # faint background noise is not the shape
@@ -77,7 +89,7 @@ def _read_frame(frame: np.ndarray) -> dict:
             "centroid": centroid / np.array([width, height])}
 
 
-def _fit_color(offset: np.ndarray, standout: np.ndarray):
+def _fit_color(offset: np.ndarray, standout: np.ndarray, background: np.ndarray):
     """The palette color that explains the frame best, with its coverage alpha (H, W).
 
     Each pixel is modelled as background + alpha * (color - background); the color whose
@@ -86,7 +98,8 @@ def _fit_color(offset: np.ndarray, standout: np.ndarray):
     """
     energy = np.linalg.norm(offset[standout], axis=-1).sum()
     best, best_alpha, best_unexplained = None, None, np.inf
-    for name, target in _PALETTE.items():
+    for name, rgb in _PALETTE.items():
+        target = rgb - background
         alpha = np.clip(offset @ target / (target @ target), 0.0, 1.0)          # (H, W)
         residual = offset - alpha[..., None] * target
         unexplained = np.linalg.norm(residual[standout], axis=-1).sum()

@@ -142,22 +142,24 @@ def trajectory(direction: str, frames: int, rng: np.random.Generator):
 
 
 def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32,
-                grain: int = 0) -> np.ndarray:
+                grain: int = 0, background=BACKGROUND) -> np.ndarray:
     """Render the clip a caption describes: (T, H, W, 3) uint8.
 
     Same caption, seed, frames and size: same clip. Position, size and speed vary by seed.
     grain=g > 1 puts a static grain on the background whose g x g blocks average to the
     plain background (g must divide size); the shape and its path are the same as without.
+    background: its RGB (the world's own by default; another shade keeps everything else).
     """
     color, shape, direction = parse_caption(caption)
     _check_int("size", size, MIN_SIZE, MAX_SIZE)
     _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
     _check_int("seed", seed, 0, 2**63 - 1)
     _check_grain(grain, size)
+    _check_rgb("background", background)
     rng = np.random.default_rng([_stable_hash(caption_of(color, shape, direction)), int(seed)])
     cx, cy, radius = trajectory(direction, frames, rng)
     alpha = shape_coverage(shape, cx * size, cy * size, np.full(frames, radius * size), size)
-    background = np.asarray(BACKGROUND, dtype=np.float64)
+    background = np.asarray(background, dtype=np.float64)
     if grain > 1:
         background = background + background_grain(size, grain, rng)[..., None]   # (H, W, 3)
     clip = _composite(alpha, COLORS[color], background)
@@ -232,6 +234,13 @@ def _composite(alpha: np.ndarray, color, background=BACKGROUND) -> np.ndarray:
     background = np.asarray(background, dtype=np.float64)
     foreground = np.asarray(color, dtype=np.float64)
     return background + alpha[..., None] * (foreground - background)
+
+
+def _check_rgb(name: str, rgb) -> None:
+    values = np.asarray(rgb)
+    if values.shape != (3,) or not np.issubdtype(values.dtype, np.integer) or not (
+            (values >= 0) & (values <= 255)).all():
+        raise ValueError(f"{name}={rgb!r} must be an RGB triple of ints from 0 to 255")
 
 
 def _check_int(name: str, value, low: int, high: int) -> None:
