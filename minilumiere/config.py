@@ -65,6 +65,11 @@ class SSRConfig:
     crop: int = 32                 # training crops (the model is convolutional in space)
     sample_steps: int = 20
     guidance: float = 1.0          # the base clip says nearly everything; no guidance needed
+    cond_noise: float = 0.0        # > 0: training gives the base clip with Gaussian noise of a
+                                   # std drawn from [0, cond_noise] ([-1, 1] units), noise
+                                   # conditioning augmentation, so SSR leans on the caption
+                                   # more than on a generated base clip's outline (tried at
+                                   # 0.3, not shipped: MODEL_CARD.md, "Shape fidelity")
     grain: bool = True             # train on clips whose background has a static grain that
                                    # averages out at the base size (render_clip's grain): detail
                                    # the base clip leaves open, which SSR must invent alike on

@@ -123,13 +123,18 @@ class TrainingExamples(Dataset):
         return clip, conditioning.unconditioned(*clip.shape[1:]), None
 
     def ssr_pair(self, clip, generator):
-        """A random window and crop of the high-res clip, and of its low-res version upsampled."""
+        """A random window and crop of the high-res clip, and of its low-res version (with
+        noise of a random std up to `ssr.cond_noise`) upsampled."""
         window, crop = self.cfg.ssr.window, self.cfg.ssr.crop
         factor = self.cfg.ssr_size // self.cfg.size
-        upsampled = ssr.upsample(ssr.downsample(clip, factor), clip.shape[-1])
         start = int(torch.randint(clip.shape[1] - window + 1, (), generator=generator))
         top, left = (factor * int(torch.randint((clip.shape[-1] - crop) // factor + 1, (),
                                                 generator=generator)) for _ in range(2))
+        low = ssr.downsample(clip, factor)                                  # (3, T, h, w)
+        if self.cfg.ssr.cond_noise > 0:       # drawn last: the crop is the same without it
+            std = self.cfg.ssr.cond_noise * torch.rand((), generator=generator)
+            low = low + std * torch.randn(low.shape, generator=generator)
+        upsampled = ssr.upsample(low, clip.shape[-1])
         pick = (slice(None), slice(start, start + window), slice(top, top + crop),
                 slice(left, left + crop))
         return clip[pick], upsampled[pick]

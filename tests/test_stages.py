@@ -33,8 +33,12 @@ def ssr_checkpoint(tmp_path_factory):
     return train(SMOKE, "ssr", tmp_path_factory.mktemp("ssr"), max_steps=6, progress=False)
 
 
+CLEAN_SSR, NOISY_SSR = (SMOKE.replace(ssr=dataclasses.replace(SMOKE.ssr, cond_noise=noise))
+                        for noise in (0.0, 0.3))
+
+
 def test_ssr_examples_are_aligned_windows_and_crops():
-    examples = TrainingExamples(SMOKE, "ssr")
+    examples = TrainingExamples(CLEAN_SSR, "ssr")
     x0, caption, t, noise, cond = examples[3]
     window, crop = SMOKE.ssr.window, SMOKE.ssr.crop
     assert x0.shape == cond.shape == noise.shape == (3, window, crop, crop)
@@ -46,9 +50,20 @@ def test_ssr_examples_are_aligned_windows_and_crops():
     assert caption == "" or caption.startswith("a ")
 
 
+def test_ssr_examples_give_the_base_clip_with_noise_of_a_random_strength():
+    """Noise conditioning augmentation: the same window and crop, its condition noisier."""
+    noisy, clean = TrainingExamples(NOISY_SSR, "ssr"), TrainingExamples(CLEAN_SSR, "ssr")
+    strengths = []
+    for i in range(12):
+        (x0, caption, t, _, cond), (x0_clean, caption_clean, t_clean, _, cond_clean) = noisy[i], clean[i]
+        assert torch.equal(x0, x0_clean) and caption == caption_clean and t == t_clean
+        strengths.append(float((cond - cond_clean).std()))
+    assert max(strengths) <= NOISY_SSR.ssr.cond_noise and max(strengths) > 3 * min(strengths) > 0
+
+
 def test_ssr_examples_hold_a_grain_their_condition_cannot_show():
-    plain_cfg = SMOKE.replace(ssr=dataclasses.replace(SMOKE.ssr, grain=False))
-    grainy, plain = TrainingExamples(SMOKE, "ssr")[3], TrainingExamples(plain_cfg, "ssr")[3]
+    plain_cfg = CLEAN_SSR.replace(ssr=dataclasses.replace(CLEAN_SSR.ssr, grain=False))
+    grainy, plain = TrainingExamples(CLEAN_SSR, "ssr")[3], TrainingExamples(plain_cfg, "ssr")[3]
     assert (grainy[0] - plain[0]).abs().max() > 4 / 127.5                # the clip has grain
     torch.testing.assert_close(grainy[4], plain[4], atol=2.5 / 127.5, rtol=0)  # its cond not
 
