@@ -28,7 +28,7 @@ from minilumiere import evaluate, load_pipeline
 from minilumiere.data import SHAPES, captions, render_clip, to_tensor, to_uint8
 from minilumiere.pipeline import sample
 from minilumiere.ssr import downsample, super_resolve
-from minilumiere.viz import save_frame_grid
+from minilumiere.viz import save_frame_grid, upscale
 
 SEED = 31000
 
@@ -98,7 +98,7 @@ def save_grids(rows: dict, chosen: list[str], out: Path) -> list[Path]:
         for i in picks:
             for name in ("16 px rendered", "16 px base video", "64 px rendered", "64 px pipeline"):
                 clip = rows[name][i]
-                clips.append(clip.repeat(64 // clip.shape[1], axis=1).repeat(64 // clip.shape[2], axis=2))
+                clips.append(upscale(clip, rows["64 px rendered"][i].shape[1] // clip.shape[1]))
                 titles.append(f"{name}\n{chosen[i].removeprefix('a ')}")
         paths.append(save_frame_grid(clips, out / f"fidelity_{shape}.png", titles=titles))
     return paths

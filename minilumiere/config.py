@@ -68,8 +68,8 @@ class SSRConfig:
     cond_noise: float = 0.0        # > 0: training gives the base clip with Gaussian noise of a
                                    # std drawn from [0, cond_noise] ([-1, 1] units), noise
                                    # conditioning augmentation, so SSR leans on the caption
-                                   # more than on a generated base clip's outline (tried at
-                                   # 0.3, not shipped: MODEL_CARD.md, "Shape fidelity")
+                                   # more than on a generated base clip's outline (tried, not
+                                   # shipped: checkpoints/toy/EXPERIMENT_LOG.md)
     grain: bool = True             # train on clips whose background has a static grain that
                                    # averages out at the base size (render_clip's grain): detail
                                    # the base clip leaves open, which SSR must invent alike on

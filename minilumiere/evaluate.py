@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import COLORS, SHAPES, parse_caption, read_caption
-from .data.oracle import background_color
+from .data.oracle import background_color, check_clip
 from .data.toyvideos import AREA_PER_R2, CENTROID_DY, shape_coverage
 
 ATTRIBUTES = ("color", "shape", "direction")
@@ -56,17 +56,6 @@ def oracle_table(clips, captions) -> dict:
     """Share (in %) of clips with each attribute, and all three, read as captioned."""
     hits = [oracle_hits(clip, caption) for clip, caption in zip(clips, captions, strict=True)]
     return {key: 100 * float(np.mean([h[key] for h in hits])) for key in (*ATTRIBUTES, "all")}
-
-
-def check_clip(clip) -> None:
-    """A (T, H, W, 3) uint8 clip with T >= 2 and square frames, or an error that says which."""
-    if not isinstance(clip, np.ndarray):
-        raise TypeError(f"clip must be a numpy array (T, H, W, 3) uint8, got {type(clip).__name__}")
-    if clip.dtype != np.uint8:
-        raise TypeError(f"clip has dtype {clip.dtype}; it must be uint8 (0-255), (T, H, W, 3)")
-    if clip.ndim != 4 or clip.shape[-1] != 3 or clip.shape[0] < 2 or clip.shape[1] != clip.shape[2]:
-        raise ValueError(f"clip has shape {clip.shape}; it must be (T, H, W, 3) with T >= 2 "
-                         f"frames and square H == W")
 
 
 def shape_alpha(clip: np.ndarray) -> np.ndarray:
@@ -150,7 +139,8 @@ def background_flicker(clip: np.ndarray) -> float:
 def tracked_path(clip: np.ndarray) -> np.ndarray:
     """The shape's centroid per frame, (T, 2) as (x, y) in [0, 1] of the frame (y down);
     NaN on frames where no shape stands out."""
-    alpha = np.where(shape_masks(clip), shape_alpha(clip), 0.0)          # (T, H, W)
+    alpha = shape_alpha(clip)
+    alpha = np.where(alpha >= 0.5, alpha, 0.0)                           # the mask's pixels only
     size = clip.shape[1]
     ys, xs = np.mgrid[0:size, 0:size] + 0.5
     mass = alpha.sum(axis=(1, 2))

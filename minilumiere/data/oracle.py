@@ -40,7 +40,7 @@ MAX_PATH_RESIDUAL = 0.04           # RMS distance of centroids from a straight, 
 
 def read_caption(clip: np.ndarray) -> dict:
     """Read {"color", "shape", "direction"} from a (T, H, W, 3) uint8 clip; None = can't tell."""
-    _check_clip(clip)
+    check_clip(clip)
     background = background_color(clip)
     if background.max() > DARK:
         return {"color": None, "shape": None, "direction": None}
@@ -58,15 +58,17 @@ def background_color(clip: np.ndarray) -> np.ndarray:
     return np.median(clip.reshape(-1, 3), axis=0).astype(np.float64)
 
 
-def _check_clip(clip) -> None:
+def check_clip(clip) -> None:
+    """A (T, H, W, 3) uint8 clip with T >= 2 and square frames of at least 8 pixels, or an
+    error that names what is wrong."""
     if not isinstance(clip, np.ndarray):
         raise TypeError(f"clip must be a numpy array (T, H, W, 3) uint8, got {type(clip).__name__}")
     if clip.dtype != np.uint8:
-        raise TypeError(f"clip must have dtype uint8 (values 0..255), got {clip.dtype}")
+        raise TypeError(f"clip has dtype {clip.dtype}; it must be uint8 (0-255), (T, H, W, 3)")
     if (clip.ndim != 4 or clip.shape[-1] != 3 or clip.shape[0] < 2 or clip.shape[1] < 8
             or clip.shape[1] != clip.shape[2]):
-        raise ValueError(f"clip must have shape (T, H, W, 3) with T >= 2 and square frames "
-                         f"H == W >= 8 (the toy world's); got {clip.shape}")
+        raise ValueError(f"clip has shape {clip.shape}; it must be (T, H, W, 3) with T >= 2 "
+                         f"frames and square frames H == W >= 8 (the toy world's)")
 
 
 def _read_frame(frame: np.ndarray, background: np.ndarray) -> dict:
