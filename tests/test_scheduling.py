@@ -22,6 +22,7 @@ def test_a_notebook_is_one_unit_of_work_and_other_tests_are_single():
     assert work_unit("notebooks/01_toy_world.ipynb::Cell 3") == "notebooks/01_toy_world.ipynb"
     assert work_unit("notebooks/01_toy_world.ipynb::Cell 9") == "notebooks/01_toy_world.ipynb"
     assert work_unit("tests/test_data.py::test_a[1]") == "tests/test_data.py::test_a[1]"
+    assert work_unit("tests/test_book.py::test_math_is_typeset[book/intro]") == "tests/test_book.py"
 
 
 def write_notebook(path: Path, cells: int) -> None:
