@@ -42,13 +42,13 @@ How each figure is measured:
               (2 FLOPs per multiply-add); norms and activations are not counted.
   GFLOP/s     the batch's FLOPs / the median fwd+bwd time, and that as a share of the
               matmul peak, measured in the same run: the best fp32 2048x2048 matmul of 20 at
-              the start and one in every timing round (about 330 GFLOP/s on this project's
-              2-thread CPU when it is idle).
+              the start and one in every timing round (machines differ: `bench training`
+              prints the same peak; checkpoints/toy/EXPERIMENTS.md has the ones measured).
 
 Clip shape: the preset's frames and size, batch = its training batch clipped to 8 on a CPU.
 The full preset on a CPU uses a reduced clip (1, 16, 32) with the full architecture, and is
-timed only if its estimated run time fits CPU_BUDGET_S (on this project's 2-thread CPU it
-does not: one run took about 6 minutes); otherwise the table shows parameters and FLOPs only. Where the clip is not the preset's own, FLOPs per clip at the preset's own
+timed only if its estimated run time fits CPU_BUDGET_S (on a 2-thread CPU it does not);
+otherwise the table shows parameters and FLOPs only. Where the clip is not the preset's own, FLOPs per clip at the preset's own
 clip (e.g. 80 frames at 128x128 for full) are printed too: counting on the meta device
 costs nothing.
 """
@@ -80,7 +80,7 @@ CONTEXT_LENGTH = 8                # text tokens per caption
 MAX_CPU_BATCH = 8                 # the preset's training batch, clipped to something CPU-sane
 FULL_CPU_SHAPE = (1, 16, 32)      # (batch, frames, size) for the full preset on a CPU
 CPU_BUDGET_S = 120.0              # time full on a CPU only if its estimated run time is shorter
-ASSUMED_SHARE_OF_PEAK = 0.10      # for that estimate (measured at full, 1x16x32: 8-28%)
+ASSUMED_SHARE_OF_PEAK = 0.10      # for that estimate (a low share: small convolutions)
 PARAMETER_TOLERANCE = 0.15        # (c) within 15% of (a)'s total parameter count
 DIFFUSERS_TEMPORAL = {"transformer_in", "temp_convs", "temp_attentions"}   # module names
 

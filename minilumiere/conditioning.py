@@ -75,7 +75,7 @@ def hold_noise_still(noise: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
     noise (B, 3, T, H, W), still (B, H, W) bool -> (B, 3, T, H, W).
 
     With fresh noise on every frame, the model redraws a still pixel a little differently on
-    every frame (~3 grey levels a frame, see the model card), in two ways:
+    every frame, in two ways:
     - per pixel: each frame's noise there is different, and so is what the model makes of it.
       Here every frame gets frame 0's noise at the still pixels;
     - per frame: the mean of a frame's noise (per channel) is its lowest frequency, and the
@@ -85,7 +85,7 @@ def hold_noise_still(noise: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
     The moving pixels keep fresh noise, and a clip without a still pixel keeps its noise as it
     is. Noise held still is not what a model trained on fresh noise expects: it can no longer
     tell a still pixel's noise from its content by comparing frames. So the conditioning
-    stage trains its cinemagraph examples on this noise too (the model card measures both)."""
+    stage trains its cinemagraph examples on this noise too (chapter 8 shows both starts)."""
     if still.shape != (noise.shape[0], *noise.shape[-2:]):
         raise ValueError(f"still has shape {tuple(still.shape)}; it must be (B, H, W) = "
                          f"{(noise.shape[0], *noise.shape[-2:])}, one mask per clip")

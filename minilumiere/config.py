@@ -46,8 +46,8 @@ class STUNetConfig:
     emb_scale_shift: bool = False  # (2+1)D blocks: the embedding scales and shifts (FiLM), as the
                                    # presets set; False adds it (files saved without this field)
     text_pooling_zero_init: bool = True  # TextPooling's output projection starts at zero; False
-                                   # (the toy and full presets) starts it random: the toy model
-                                   # learned the direction words ~300 steps sooner (model card)
+                                   # (the toy and full presets) starts it random, so its
+                                   # attention gets a gradient from step 0 (nn/layers.py)
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class SSRConfig:
     cond_noise: float = 0.0        # > 0: training gives the base clip with Gaussian noise of a
                                    # std drawn from [0, cond_noise] ([-1, 1] units), noise
                                    # conditioning augmentation, so SSR leans on the caption
-                                   # more than on a generated base clip's outline (tried, not
-                                   # shipped: checkpoints/toy/EXPERIMENT_LOG.md)
+                                   # more than on a generated base clip's outline (off in the
+                                   # shipped recipe: checkpoints/toy/EXPERIMENTS.md)
     grain: bool = True             # train on clips whose background has a static grain that
                                    # averages out at the base size (render_clip's grain): detail
                                    # the base clip leaves open, which SSR must invent alike on

@@ -93,7 +93,7 @@ class TrainingExamples(Dataset):
         show their path through a lot of noise, so the direction of a sampled clip is
         decided in the first few steps, where x_t shows almost nothing and only the caption
         can tell; with uniform t that band gets too little of the training signal and the
-        model never learns to read the direction word (see the model card)."""
+        model never learns to read the direction word (checkpoints/toy/EXPERIMENTS.md)."""
         steps, train = self.cfg.diffusion.num_steps, self.cfg.train
         share = {"video": train.high_noise_share,
                  "conditioning": train.cond_high_noise_share}.get(self.stage, 0.0)
@@ -226,7 +226,7 @@ def conditioned_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
     """The video model with <C, M> input channels added at zero: at step 0 it is the model
     it starts from, whatever C and M hold. `init` is a video checkpoint (fine-tune it: the
     shipped recipe), or a T2I checkpoint (inflate it and train the temporal layers on the
-    task mixture at once; the model card reports how that went)."""
+    task mixture at once, which learns the direction words worse: EXPERIMENTS.md)."""
     if init is None:
         raise TrainingError("--stage conditioning needs --init: the T2I checkpoint to inflate "
                             "or the video checkpoint to extend")

@@ -160,14 +160,13 @@ class FactorizedConv(nn.Module):
     Why a spatial conv of its own: the frozen T2I convs move features the same way in every
     frame and were never trained to move them at all. Motion "to the left" means content at
     (x + 1, t - 1) reappears at (x, t): the new block needs a space-time receptive field
-    (3x3 then 3 frames) that it can shape by the caption. A purely per-pixel temporal conv
-    learned coherent clips but picked directions at random (25%, chance; see the model card).
+    (3x3 then 3 frames) that it can shape by the caption (a purely per-pixel temporal conv
+    did not learn the direction words: checkpoints/toy/EXPERIMENTS.md).
 
     scale_shift=True: the embedding scales and shifts the normalised features, h * (1 + s) + b
     (FiLM, Perez et al. 2018; diffusers' "scale_shift"), instead of being added before the
     norm. A scale lets the caption switch whole channels, and so whole motion patterns, on
-    and off: with it the toy video model read the direction word on nearly every clip, with
-    the sum on 87.5%, in the same 2,200 steps (see the model card).
+    and off, where a sum can only shift them (the two compared: checkpoints/toy/EXPERIMENTS.md).
     """
 
     def __init__(self, channels: int, kernel: int, groups: int, emb_dim: int,
@@ -229,8 +228,8 @@ class TextPooling(nn.Module):
     zero_out=True starts the output projection at zero. It need not: every layer that reads
     the pooled text is switched off at initialisation by its own zero output, so the inflated
     model is the T2I model per frame either way. A zero projection adds a second switch in
-    series: the attention gets no gradient until the projection has grown, and the toy video
-    model learned the direction words a few hundred steps later with it (model card).
+    series: the attention gets no gradient until the projection has grown, which delays
+    learning the direction words (checkpoints/toy/EXPERIMENTS.md).
     """
 
     def __init__(self, context_dim: int, emb_dim: int, head_dim: int, zero_out: bool = True):
