@@ -47,16 +47,17 @@ def score(readings: list[dict], truths: list[dict]) -> dict:
 
 
 def ground_truth_table(clips: int, rng: np.random.Generator, noise: float = 0.0,
-                       sizes=SIZES, shaded: bool = False) -> dict:
-    """size -> score of the oracle on `clips` random ground-truth clips (plus pixel noise;
-    shaded: each over a random dark background instead of the world's)."""
+                       sizes=SIZES, shaded: bool = False, style: str = "solid") -> dict:
+    """size -> score of the oracle on `clips` random ground-truth clips in `style` (plus pixel
+    noise; shaded: each over a random dark background instead of the world's)."""
     rows = {}
     for size in sizes:
         readings, truths = [], []
         for _ in range(clips):
             caption, seed = random_case(rng)
             background = tuple(rng.integers(0, 49, 3)) if shaded else BACKGROUND
-            clip = render_clip(caption, seed=seed, frames=FRAMES, size=size, background=background)
+            clip = render_clip(caption, seed=seed, frames=FRAMES, size=size, background=background,
+                               style=style)
             if noise:
                 clip = to_uint8(clip + noise * rng.standard_normal(clip.shape))
             readings.append(read_caption(clip))
@@ -134,6 +135,10 @@ def main(argv=None) -> None:
     print(format_accuracy(ground_truth_table(args.clips, rng),
                           f"Oracle on ground truth: {args.clips} random clips per size, "
                           f"{FRAMES} frames (None counts as wrong)"))
+    print()
+    print(format_accuracy(ground_truth_table(args.clips, rng, style="outlined"),
+                          f"Oracle on outlined ground truth (the style of chapter 9): "
+                          f"{args.clips} random clips per size"))
     print()
     print(format_accuracy(ground_truth_table(args.strict_clips, rng, shaded=True),
                           f"Oracle on ground truth over other dark backgrounds (each clip a "

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from minilumiere.data import (BACKGROUND, COLORS, DIRECTIONS, SHAPES, ToyVideos, captions,
+from minilumiere.data import (BACKGROUND, COLORS, DIRECTIONS, SHAPES, STYLES, ToyVideos, captions,
                               parse_caption, read_caption, render_clip, to_tensor, to_uint8)
 from minilumiere.data.toyvideos import trajectory
 
@@ -371,6 +371,52 @@ def test_oracle_reads_ground_truth(size):
             right[attribute] += reading[attribute] == truth[attribute]
     for attribute in ATTRIBUTES:
         assert right[attribute] >= 0.995 * len(cases), (attribute, right[attribute])
+
+
+@pytest.mark.parametrize("size", [16, 64])
+def test_oracle_reads_outlined_ground_truth(size):
+    """The style changes the look, not what the oracle reads: >= 99.5 % per attribute."""
+    cases = random_cases(300, seed=2000 + size)
+    right = dict.fromkeys(ATTRIBUTES, 0)
+    for caption, seed in cases:
+        reading = read_caption(render_clip(caption, seed=seed, size=size, style="outlined"))
+        for attribute in ATTRIBUTES:
+            right[attribute] += reading[attribute] == truth_of(caption)[attribute]
+    for attribute in ATTRIBUTES:
+        assert right[attribute] >= 0.995 * len(cases), (attribute, right[attribute])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_an_outline_is_the_shape_less_its_hole_and_keeps_the_path(shape):
+    caption = f"a cyan {shape} moving up"
+    solid, outlined = (render_clip(caption, seed=5, size=64, style=style) for style in STYLES)
+    background = np.asarray(BACKGROUND)
+    lit = lambda clip: np.abs(clip.astype(int) - background).sum(-1) > 30     # (T, H, W)
+    assert (lit(outlined) <= lit(solid)).all()             # the outline lies inside the shape
+    assert 0.5 < lit(outlined).sum() / lit(solid).sum() < 0.95
+    rows, cols = np.nonzero(lit(solid)[0])
+    hole = (rows.min() + rows.max()) // 2, (cols.min() + cols.max()) // 2
+    if shape == "triangle":                                # its inscribed centre sits lower
+        hole = (round(rows.min() + 0.69 * (rows.max() - rows.min())), hole[1])
+    assert not lit(outlined)[0][hole] and lit(solid)[0][hole]
+    for frame in (0, 15):                                   # same place and size on every frame
+        box = lambda clip: [f(a) for a in np.nonzero(lit(clip)[frame]) for f in (np.min, np.max)]
+        assert box(solid) == box(outlined)
+
+
+def test_solid_is_the_default_style_and_a_bad_style_is_named():
+    caption = "a red square moving left"
+    assert np.array_equal(render_clip(caption, seed=3), render_clip(caption, seed=3, style="solid"))
+    for call in (lambda: render_clip(caption, style="striped"),
+                 lambda: ToyVideos(style="striped")):
+        with pytest.raises(ValueError, match="style='striped'; choose one of .*solid.*outlined"):
+            call()
+
+
+def test_dataset_renders_in_its_style():
+    clip, caption = ToyVideos(frames=4, size=16, style="outlined", length=3)[1]
+    assert np.array_equal(to_uint8(clip), render_clip(caption, seed=ToyVideos(length=3).clip_seed(1),
+                                                       frames=4, size=16, style="outlined"))
 
 
 @pytest.mark.parametrize("frames", [2, 5, 128])

@@ -2,14 +2,15 @@
 
 It is how the book measures whether a generated clip matches its caption, so it is strict:
 it reads the world's own model (a palette of colors over a uniform dark background, three
-shape templates drawn by the same rasteriser, a straight path at constant speed) and answers
-None whenever the clip does not fit that model well.
+shape templates drawn by the same rasteriser, solid or outlined, a straight path at constant
+speed) and answers None whenever the clip does not fit that model well.
 
 The background is read from the clip (`background_color`), not assumed: a clip over another
 dark shade than the world's own reads the same. Then, per frame:
 1. color: the mean of the pixels that stand out from the background -> nearest palette color;
 2. coverage: how much of that color each pixel holds (alpha in [0, 1]);
-3. shape: fit each template at the coverage's centroid and area; keep the clear winner;
+3. shape: fit each template, in each style, at the coverage's centroid and area; keep the
+   clear winner (a shape's misfit is its better style's);
 then over the clip: majority votes for color and shape, a least-squares line through the
 centroids for the direction.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .toyvideos import (AREA_PER_R2, BACKGROUND, CENTROID_DY, COLORS, DIRECTIONS, SHAPES,
+from .toyvideos import (BACKGROUND, COLORS, DIRECTIONS, SHAPES, STYLES, area_per_r2, centroid_dy,
                         shape_coverage)
 
 _PALETTE = {name: np.asarray(rgb, dtype=np.float64) for name, rgb in COLORS.items()}
@@ -114,18 +115,22 @@ def _fit_color(offset: np.ndarray, standout: np.ndarray, background: np.ndarray)
 
 def _best_shape(alpha: np.ndarray, area: float, centroid: np.ndarray) -> str | None:
     """Fit every template with the same area and centroid; return the clear winner or None."""
-    size = alpha.shape[0]
-    misfit = {}
-    for shape in SHAPES:
-        radius = np.sqrt(area / AREA_PER_R2[shape])
-        cy = centroid[1] - CENTROID_DY[shape] * radius
-        template = shape_coverage(shape, [centroid[0]], [cy], [radius], size)[0]
-        misfit[shape] = np.abs(template - alpha).sum() / area
+    misfit = {shape: min(_misfit(alpha, area, centroid, shape, style) for style in STYLES)
+              for shape in SHAPES}
     ranked = sorted(misfit, key=misfit.get)
     best, runner_up = ranked[0], ranked[1]
     if misfit[best] > SHAPE_ERROR or misfit[runner_up] - misfit[best] < SHAPE_MARGIN:
         return None
     return best
+
+
+def _misfit(alpha: np.ndarray, area: float, centroid: np.ndarray, shape: str, style: str) -> float:
+    """L1 distance (per unit area) of the coverage from the template of `shape` in `style`
+    that has its area and centroid."""
+    radius = np.sqrt(area / area_per_r2(shape, style))
+    cy = centroid[1] - centroid_dy(shape, style) * radius
+    template = shape_coverage(shape, [centroid[0]], [cy], [radius], alpha.shape[0], style)[0]
+    return np.abs(template - alpha).sum() / area
 
 
 def _vote(labels: list) -> str | None:

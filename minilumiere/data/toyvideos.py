@@ -6,6 +6,11 @@ Captions follow the grammar `a {color} {shape} moving {direction}`. Shapes are d
 with anti-aliased edges (pixel coverage from a signed distance), so downsampling and
 super-resolution have something real to lose and recover.
 
+Shapes come in two styles (`style=`): "solid", the world's own, and "outlined", a band
+along the edge whose width is OUTLINE of the shape's inradius, leaving a hole of the
+background's colour. The style is a look, not a caption word: Lumiere's stylized generation
+(chapter 9) gets it from a text-to-image model fine-tuned on styled frames.
+
 On request (`grain=g`) the background carries a static grain finer than g x g pixels: every
 g x g block of it averages to the background colour, so it vanishes when the clip is
 area-downsampled by g. A clip at the base resolution cannot tell the grain, so a
@@ -32,6 +37,7 @@ SHAPES = ("circle", "square", "triangle")
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (dx, dy), y down
 BACKGROUND = (16, 16, 24)
 GRAMMAR = "a {color} {shape} moving {direction}"
+STYLES = ("solid", "outlined")
 
 MIN_SIZE, MAX_SIZE = 16, 256
 MIN_FRAMES, MAX_FRAMES = 2, 128
@@ -87,14 +93,40 @@ def captions(split: str = "train") -> list[str]:
 # radii), as `shape_coverage` draws them: what a reader of shapes fits a template with.
 AREA_PER_R2 = {"circle": np.pi, "square": 1.7**2, "triangle": 2.0}
 CENTROID_DY = {"circle": 0.0, "square": 0.0, "triangle": 1.0 / 3.0}
+# The inradius (the largest inscribed circle's radius) per unit radius: 1 for the circle,
+# the square's half-side, and the triangle's area over its semi-perimeter, 2 / (1 + sqrt 5).
+INRADIUS = {"circle": 1.0, "square": 0.85, "triangle": 2.0 / (1.0 + np.sqrt(5.0))}
+OUTLINE = 0.6     # an outlined shape's band: this share of the inradius; the hole is the
+                  # shape shrunk by 1 - OUTLINE about the inscribed circle's centre
 
 
-def shape_coverage(shape: str, cx, cy, radius, size: int) -> np.ndarray:
+def area_per_r2(shape: str, style: str = "solid") -> float:
+    """A shape's area per unit radius squared, as `shape_coverage` draws it in a style: an
+    outline is the shape less its hole, the shape scaled by 1 - OUTLINE."""
+    return AREA_PER_R2[shape] * (1.0 if style == "solid" else 1.0 - (1.0 - OUTLINE) ** 2)
+
+
+def centroid_dy(shape: str, style: str = "solid") -> float:
+    """How far below the centre (in radii) a shape's centroid sits, in a style. The hole is
+    scaled about the inscribed circle's centre, which sits 1 - INRADIUS below the centre."""
+    if style == "solid":
+        return CENTROID_DY[shape]
+    keep = 1.0 - OUTLINE
+    incentre = 1.0 - INRADIUS[shape] if shape == "triangle" else 0.0
+    hole = incentre + keep * (CENTROID_DY[shape] - incentre)
+    return (CENTROID_DY[shape] - keep**2 * hole) / (1.0 - keep**2)
+
+
+def shape_coverage(shape: str, cx, cy, radius, size: int, style: str = "solid") -> np.ndarray:
     """Anti-aliased coverage in [0, 1] of one shape per frame.
 
     cx, cy, radius: arrays (T,) in pixels (pixel centres sit at i + 0.5). Returns (T, H, W).
-    The coverage is 0.5 - signed distance (in pixels), clipped: a one-pixel soft edge.
+    The coverage is 0.5 - signed distance (in pixels), clipped: a one-pixel soft edge. An
+    outlined shape's coverage is the shape's minus that of the shape eroded by the band's
+    width (the points more than that inside the edge).
     """
+    if style not in STYLES:
+        raise ValueError(f"style={style!r}; choose one of {list(STYLES)}")
     coords = np.arange(size) + 0.5
     x = coords[None, None, :] - np.asarray(cx, dtype=np.float64)[:, None, None]  # (T, 1, W)
     y = coords[None, :, None] - np.asarray(cy, dtype=np.float64)[:, None, None]  # (T, H, 1)
@@ -107,7 +139,11 @@ def shape_coverage(shape: str, cx, cy, radius, size: int) -> np.ndarray:
         distance = _triangle_distance(x, y, r)
     else:
         raise ValueError(f"shape={shape!r}; choose one of {list(SHAPES)}")
-    return np.clip(0.5 - distance, 0.0, 1.0)
+    coverage = np.clip(0.5 - distance, 0.0, 1.0)
+    if style == "outlined":
+        band = OUTLINE * INRADIUS[shape] * r
+        coverage = coverage - np.clip(0.5 - distance - band, 0.0, 1.0)
+    return coverage
 
 
 def _triangle_distance(x, y, r):
@@ -142,10 +178,11 @@ def trajectory(direction: str, frames: int, rng: np.random.Generator):
 
 
 def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32,
-                grain: int = 0, background=BACKGROUND) -> np.ndarray:
+                grain: int = 0, background=BACKGROUND, style: str = "solid") -> np.ndarray:
     """Render the clip a caption describes: (T, H, W, 3) uint8.
 
-    Same caption, seed, frames and size: same clip. Position, size and speed vary by seed.
+    Same caption, seed, frames and size: same clip. Position, size and speed vary by seed,
+    not by style: an outlined clip has the solid one's path and size.
     grain=g > 1 puts a static grain on the background whose g x g blocks average to the
     plain background (g must divide size); the shape and its path are the same as without.
     background: its RGB (the world's own by default; another shade keeps everything else).
@@ -158,7 +195,7 @@ def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32,
     _check_rgb("background", background)
     rng = np.random.default_rng([_stable_hash(caption_of(color, shape, direction)), int(seed)])
     cx, cy, radius = trajectory(direction, frames, rng)
-    alpha = shape_coverage(shape, cx * size, cy * size, np.full(frames, radius * size), size)
+    alpha = shape_coverage(shape, cx * size, cy * size, np.full(frames, radius * size), size, style)
     background = np.asarray(background, dtype=np.float64)
     if grain > 1:
         background = background + background_grain(size, grain, rng)[..., None]   # (H, W, 3)
@@ -272,12 +309,15 @@ class ToyVideos(Dataset):
 
     Item i uses caption `captions[i % len]` and a seed drawn from (seed, i), so a dataset is
     deterministic and any worker can render any item. `length=None` gives a practically
-    endless dataset (2**62 items) for streaming training; `grain` as in `render_clip`.
+    endless dataset (2**62 items) for streaming training; `grain` and `style` as in
+    `render_clip`.
     """
 
     def __init__(self, split: str = "train", frames: int = 16, size: int = 16,
-                 seed: int = 0, length: int | None = None, grain: int = 0):
-        self.captions = captions(split)
+                 seed: int = 0, length: int | None = None, grain: int = 0, style: str = "solid"):
+        if style not in STYLES:
+            raise ValueError(f"style={style!r}; choose one of {list(STYLES)}")
+        self.captions, self.style = captions(split), style
         _check_int("seed", seed, 0, 2**63 - 1)
         _check_int("frames", frames, MIN_FRAMES, MAX_FRAMES)
         _check_int("size", size, MIN_SIZE, MAX_SIZE)
@@ -299,5 +339,5 @@ class ToyVideos(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {self.length} clips")
         caption = self.caption(index)
         clip = render_clip(caption, seed=self.clip_seed(index), frames=self.frames, size=self.size,
-                           grain=self.grain)
+                           grain=self.grain, style=self.style)
         return to_tensor(clip), caption
