@@ -27,11 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--out", default="outputs/toy.mp4", help=".mp4 or .gif")
 
     train = commands.add_parser("train", help="train one stage (resumable; DDP under torchrun)")
-    train.add_argument("--stage", required=True, choices=["t2i", "video", "conditioning", "ssr"])
+    train.add_argument("--stage", required=True, choices=["t2i", "style", "video", "conditioning", "ssr"])
     train.add_argument("--config", default="toy", help="smoke, toy or full")
     train.add_argument("--out", required=True, help="folder for checkpoint, metrics, samples")
-    train.add_argument("--init", help="video: the T2I checkpoint to inflate; conditioning: the "
-                                      "T2I checkpoint to inflate or video checkpoint to extend")
+    train.add_argument("--init", help="style: the T2I checkpoint to fine-tune; video: the T2I "
+                                      "checkpoint to inflate; conditioning: the T2I checkpoint "
+                                      "to inflate or video checkpoint to extend")
     train.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     train.add_argument("--max-steps", type=int)
     train.add_argument("--minutes", type=float)
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--steps", type=int)
     sample.add_argument("--guidance", type=float)
     sample.add_argument("--ssr-steps", type=int, help="DDIM steps of the SSR model")
+    sample.add_argument("--style", type=float, default=0.0,
+                        help="0 to 1: the video model's spatial weights towards the style model's")
     sample.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
     sample.add_argument("--out", default="outputs/clip.mp4", help=".mp4 or .gif")
 
@@ -98,7 +101,7 @@ def _sample(args) -> int:
 
     pipe = load_pipeline(args.weights)
     clip, base = pipe(args.caption, seed=args.seed, steps=args.steps, guidance=args.guidance,
-                      return_base=True, ssr_steps=args.ssr_steps)
+                      return_base=True, ssr_steps=args.ssr_steps, style=args.style)
     video = write_video(args.out, clip)
     size = clip.shape[1]
     upscaled = base.repeat(size // base.shape[1], axis=1).repeat(size // base.shape[2], axis=2)

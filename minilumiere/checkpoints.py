@@ -8,7 +8,8 @@ model from the file alone (EMA weights when present). Writes are atomic: a tempo
 in the same folder, then `os.replace`, so a kill mid-write leaves the previous file intact.
 
 A shipped file can be *based* on another: a video model stores only the layers inflation
-added and names the T2I file (in the same folder) that holds the frozen rest.
+added and names the T2I file (in the same folder) that holds the frozen rest; a style model
+(the T2I model fine-tuned on one look) stores only the U-Net weights the fine-tune changed.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .config import Config
-from .model import TextConditionedDenoiser
+from .model import IMAGE_STAGES, TextConditionedDenoiser
 
 FORMAT = "minilumiere/1"
 
@@ -97,13 +98,16 @@ def model_weights(path, ema: bool = True) -> dict[str, torch.Tensor]:
         if sha256(base_path) != metadata["base_sha256"]:
             raise ValueError(f"{path} extends {base_path}, but that file has changed "
                              f"(sha256 mismatch); re-export both together")
-        base = model_weights(base_path, ema)
-        weights = {**_as_stunet_weights(base), **weights}
+        base = _as_weights_of(metadata["stage"], model_weights(base_path, ema))
+        weights = {**base, **weights}
     return {k: v.float() for k, v in weights.items()}
 
 
-def _as_stunet_weights(t2i_weights: dict) -> dict:
-    """T2I model keys -> the same weights' keys inside an inflated model."""
+def _as_weights_of(stage: str, t2i_weights: dict) -> dict:
+    """T2I model keys -> the same weights' keys in a model of `stage`: the same for an image
+    model, under `net.unet2d.` inside an inflated one."""
+    if stage in IMAGE_STAGES:
+        return t2i_weights
     return {(k.replace("net.", "net.unet2d.", 1) if k.startswith("net.") else k): v
             for k, v in t2i_weights.items()}
 
@@ -122,7 +126,7 @@ def export(source, destination, base=None, dtype=torch.float16) -> Path:
         base = Path(base)
         if base.parent.resolve() != destination.parent.resolve():
             raise ValueError(f"base {base} must sit in the same folder as {destination}")
-        frozen = _as_stunet_weights(model_weights(base))
+        frozen = _as_weights_of(metadata["stage"], model_weights(base))
         weights = {k: v for k, v in weights.items()
                    if k not in frozen or not torch.equal(frozen[k], v.to(dtype).float())}
         extra = {"base": base.name, "base_sha256": sha256(base)}

@@ -107,6 +107,10 @@ class TrainConfig:
     minutes: float = 30.0
     t2i_max_steps: int = 2000
     t2i_minutes: float = 20.0
+    style_max_steps: int = 800     # the style fine-tune of the T2I model (its batch, EMA: t2i's)
+    style_minutes: float = 15.0
+    style_lr: float = 3e-4         # a fine-tune from trained weights: lower than lr
+    style: str = "outlined"        # the look the style stage learns (render_clip's style)
     ssr_batch_size: int = 8        # windows of ssr.window frames, ssr.crop pixels square
     ssr_max_steps: int = 3000
     ssr_minutes: float = 15.0
@@ -160,6 +164,8 @@ class Config:
         t = self.train
         if stage == "t2i":
             return t.t2i_batch_size, t.t2i_max_steps, t.t2i_minutes, t.t2i_ema_decay
+        if stage == "style":
+            return t.t2i_batch_size, t.style_max_steps, t.style_minutes, t.t2i_ema_decay
         if stage == "ssr":
             return t.ssr_batch_size, t.ssr_max_steps, t.ssr_minutes, t.ema_decay
         if stage == "conditioning":
@@ -210,7 +216,8 @@ def _smoke() -> Config:
                       temporal_downsample=(False,), window=4, overlap=2, crop=16, sample_steps=4),
         diffusion=DiffusionConfig(sample_steps=10, guidance=2.0),
         train=TrainConfig(batch_size=4, t2i_batch_size=8, warmup_steps=5, max_steps=20,
-                          minutes=2.0, t2i_max_steps=20, t2i_minutes=2.0, ssr_batch_size=2,
+                          minutes=2.0, t2i_max_steps=20, t2i_minutes=2.0, style_max_steps=20,
+                          style_minutes=2.0, ssr_batch_size=2,
                           ssr_max_steps=20, ssr_minutes=2.0, cond_max_steps=20, cond_minutes=2.0,
                           checkpoint_every=10,
                           log_every=5, sample_every=10, workers=0),
@@ -238,7 +245,8 @@ def _full() -> Config:
         diffusion=DiffusionConfig(sample_steps=64, guidance=8.0),
         train=TrainConfig(batch_size=8, t2i_batch_size=256, lr=1e-4, warmup_steps=1000,
                           max_steps=500_000, minutes=float("inf"), t2i_max_steps=500_000,
-                          t2i_minutes=float("inf"), ssr_max_steps=500_000, ssr_minutes=float("inf"),
+                          t2i_minutes=float("inf"), style_max_steps=20_000, style_minutes=float("inf"),
+                          style_lr=3e-5, ssr_max_steps=500_000, ssr_minutes=float("inf"),
                           cond_max_steps=100_000, cond_minutes=float("inf"), checkpoint_every=2000, log_every=50,
                           sample_every=5000, workers=8, bf16=True, compile=True),
     )

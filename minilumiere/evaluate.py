@@ -5,7 +5,8 @@ Two kinds of measure, because a classifier that says "right" is not a measure of
   colour, shape and direction at all;
 - fidelity (`shape_iou`, `colour_error`, `background_flicker`, `tracked_path`): how close is
   what it shows to what the world draws, always reported beside the same figure for rendered
-  clips of the same captions (`fidelity`), since even those do not score perfectly at 16 px.
+  clips of the same captions (`fidelity`), since even those do not score perfectly at 16 px;
+- the look (`style_score`): how much of the outlined style (a hole in the shape) a clip shows.
 
 Plus the plain signal measures (`psnr`, `frame_differences`) and `bootstrap_interval` for the
 95% intervals every table reports. Clips are (T, H, W, 3) uint8 with square frames, as
@@ -15,15 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import COLORS, SHAPES, parse_caption, read_caption
+from .data import COLORS, SHAPES, STYLES, parse_caption, read_caption
 from .data.oracle import background_color, check_clip
-from .data.toyvideos import AREA_PER_R2, CENTROID_DY, shape_coverage
+from .data.toyvideos import area_per_r2, centroid_dy, shape_coverage
 
 ATTRIBUTES = ("color", "shape", "direction")
 
 RADIUS_SCALES = np.linspace(0.85, 1.15, 7)      # the template's size search, around the area's
 OFFSETS = np.linspace(-1.0, 1.0, 9)             # its position search, in pixels, each axis
 STANDOUT = 48.0             # a pixel at this RGB distance from the background may be the shape's
+SHAPE_FIT = 0.5             # style_score reads a frame only where its best template explains this
+                            # share of the colour's energy (a shape: nearly all; noise: little)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,15 +68,22 @@ def shape_alpha(clip: np.ndarray) -> np.ndarray:
     that stand out, and a pixel's alpha is its offset projected on that colour (the
     rasteriser's model: background + alpha * (colour - background)). A frame with nothing
     standing out is all zero."""
+    return np.clip(_colour_projection(clip), 0.0, 1.0)
+
+
+def _colour_projection(clip: np.ndarray) -> np.ndarray:
+    """`shape_alpha` before clipping to [0, 1]: (T, H, W). Where few pixels hold the full
+    colour (a thin outline at 16 px), the median is dimmer than the colour and the fully
+    covered pixels project above 1; a fit that scales the projection can still use them."""
     check_clip(clip)
     offset = clip.astype(np.float64) - background_color(clip)            # (T, H, W, 3)
     standout = np.linalg.norm(offset, axis=-1) > STANDOUT                # (T, H, W)
-    alpha = np.zeros(clip.shape[:3])
+    projection = np.zeros(clip.shape[:3])
     for t in range(len(clip)):
         if standout[t].any():
             color = np.median(offset[t][standout[t]], axis=0)            # (3,)
-            alpha[t] = np.clip(offset[t] @ color / (color @ color), 0.0, 1.0)
-    return alpha
+            projection[t] = offset[t] @ color / (color @ color)
+    return projection
 
 
 def shape_masks(clip: np.ndarray) -> np.ndarray:
@@ -81,39 +91,118 @@ def shape_masks(clip: np.ndarray) -> np.ndarray:
     return shape_alpha(clip) >= 0.5
 
 
-def shape_iou(clip: np.ndarray, shape: str) -> np.ndarray:
-    """Per frame, the IoU of the shape's mask with the best-fitting mask of `shape`: (T,).
+def shape_iou(clip: np.ndarray, shape: str, style: str = "solid") -> np.ndarray:
+    """Per frame, the IoU of the shape's mask with the best-fitting mask of `shape` drawn in
+    `style` ("solid", the world's own, or "outlined"): (T,).
 
     The template starts at the mask's area and centroid, and is searched over sizes
     (RADIUS_SCALES) and positions (OFFSETS, +-1 pixel); the best IoU counts, so a clip is
     not punished for a shape drawn a little larger or off-centre, only for its outline.
     NaN on frames where no shape stands out."""
-    if shape not in SHAPES:
-        raise ValueError(f"shape={shape!r}; accepted: {list(SHAPES)}")
+    _check_choice("shape", shape, SHAPES)
+    _check_choice("style", style, STYLES)
     masks = shape_masks(clip)
-    size = clip.shape[1]
-    ys, xs = np.mgrid[0:size, 0:size] + 0.5
-    scale, dx, dy = (g.ravel() for g in np.meshgrid(RADIUS_SCALES, OFFSETS, OFFSETS, indexing="ij"))
     ious = np.full(len(clip), np.nan)
     for t, mask in enumerate(masks):
-        area = mask.sum()
-        if area == 0:
-            continue
-        cx, cy = xs[mask].mean(), ys[mask].mean()
-        radius = np.sqrt(area / AREA_PER_R2[shape]) * scale                          # (N,)
-        templates = shape_coverage(shape, cx + dx, cy + dy - CENTROID_DY[shape] * radius,
-                                   radius, size) >= 0.5                              # (N, H, W)
-        overlap = (templates & mask).sum(axis=(1, 2))
-        union = (templates | mask).sum(axis=(1, 2))
-        ious[t] = (overlap / union).max()
+        if mask.any():
+            window, place = _templates(mask, shape, style)
+            templates = shape_coverage(shape, *place, style) >= 0.5             # (N, w, w)
+            overlap = (templates & mask[window]).sum(axis=(1, 2))
+            union = (templates | mask[window]).sum(axis=(1, 2))
+            ious[t] = (overlap / union).max()
     return ious
+
+
+def style_score(clip: np.ndarray) -> float:
+    """How much of the outlined style a clip shows: the mean of `frame_style_scores` over
+    the frames that show a shape; 0 for a solid shape, about 1 for an outlined one. NaN when
+    no frame shows a shape."""
+    scores = frame_style_scores(clip)
+    return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
+
+
+def frame_style_scores(clip: np.ndarray) -> np.ndarray:
+    """Per frame, how empty the shape's inside is where an outline's hole would be: (T,)
+    in [0, 1], NaN on frames with no shape to read (nothing stands out, or no template
+    explains SHAPE_FIT of the frame's colour: noise, several blobs).
+
+    The silhouette is the shape's mask with its holes filled. Around it, templates of every
+    shape are searched as in `shape_iou`; each gives the solid coverage S and the coverage H
+    of its outline's hole (the shape scaled by 1 - OUTLINE about its inscribed centre), and
+    the colour projection P (`shape_alpha` unclipped) is fitted by least squares as
+    P ~ c * (S - depth * H). The best-fitting template's depth is the score: 0 when the
+    inside is full, 1 when the hole is background, 0.5 when it holds half the colour. The
+    fit weighs the hole's anti-aliased pixels by how much of them the hole covers, so even
+    a 16 px triangle's hole of a few partial pixels is measured; c absorbs a colour that the
+    frame's median misjudges. Independent of the background's shade, like every measure here."""
+    projection = _colour_projection(clip)                                # (T, H, W)
+    silhouettes = _fill_holes(projection >= 0.5)
+    scores = np.full(len(clip), np.nan)
+    for t, silhouette in enumerate(silhouettes):
+        if silhouette.any():
+            scores[t] = _hole_depth(projection[t], silhouette)
+    return scores
+
+
+def _hole_depth(projection: np.ndarray, silhouette: np.ndarray) -> float:
+    """The depth of the best-fitting template's hole in one frame (see `frame_style_scores`):
+    projection (H, W) float, silhouette (H, W) bool -> a float in [0, 1], or NaN when no
+    template explains SHAPE_FIT of the frame's projection (no shape to read)."""
+    energy = (projection**2).sum()
+    best_residual, depth = np.inf, float("nan")
+    for shape in SHAPES:
+        window, place = _templates(silhouette, shape, "solid")
+        target = projection[window]                                      # (w, w)
+        solid = shape_coverage(shape, *place)                            # (N, w, w)
+        hole = solid - shape_coverage(shape, *place, "outlined")
+        ss, sh, hh = (np.einsum("nij,nij->n", x, y) for x, y in ((solid, solid), (solid, hole),
+                                                                  (hole, hole)))      # (N,)
+        sp, hp = np.einsum("nij,ij->n", solid, target), np.einsum("nij,ij->n", hole, target)
+        determinant = ss * hh - sh**2
+        usable = (hh > 1e-6) & (determinant > 1e-9)                      # the template has a hole
+        if not usable.any():
+            continue
+        # the normal equations of P ~ c * S - c_depth * H, per template; depth = c_depth / c.
+        # The templates are zero outside the window, so the residual is the whole frame's.
+        c = (hh * sp - sh * hp)[usable] / determinant[usable]
+        c_depth = (sh * sp - ss * hp)[usable] / determinant[usable]
+        residual = energy - c * sp[usable] + c_depth * hp[usable]
+        best = int(np.argmin(residual))
+        if residual[best] < best_residual and c[best] > 0:
+            best_residual = residual[best]
+            depth = float(np.clip(c_depth[best] / c[best], 0.0, 1.0))
+    return depth if best_residual <= (1 - SHAPE_FIT) * energy else float("nan")
+
+
+def _templates(mask: np.ndarray, shape: str, style: str):
+    """The templates of `shape` in `style` to try against a frame's mask (H, W) bool, and
+    the part of the frame they need: (window, place). window, a (rows, cols) pair of slices,
+    is a square that holds the mask and every template (cutting the frame down to it
+    changes no sum and saves most of the work at 64 px); place = (cx, cy, radius, width),
+    `shape_coverage`'s arguments that draw the N templates on the window. They start at the
+    mask's area and centroid and span RADIUS_SCALES x OFFSETS x OFFSETS."""
+    size = mask.shape[0]
+    ys, xs = np.nonzero(mask)
+    scale, dx, dy = (g.ravel() for g in np.meshgrid(RADIUS_SCALES, OFFSETS, OFFSETS, indexing="ij"))
+    radius = np.sqrt(mask.sum() / area_per_r2(shape, style)) * scale                 # (N,)
+    cx = xs.mean() + 0.5 + dx
+    cy = ys.mean() + 0.5 + dy - centroid_dy(shape, style) * radius
+    # every shape lies within `radius` of its centre on each axis; its soft edge reaches
+    # under 2 pixels further (1.12 at the triangle's apex)
+    low = [min(ys.min(), int(np.floor((cy - radius).min() - 2))),
+           min(xs.min(), int(np.floor((cx - radius).min() - 2)))]
+    high = [max(ys.max() + 1, int(np.ceil((cy + radius).max() + 2))),
+            max(xs.max() + 1, int(np.ceil((cx + radius).max() + 2)))]
+    width = min(size, max(high[0] - low[0], high[1] - low[1]))
+    y0, x0 = (int(np.clip(start, 0, size - width)) for start in low)
+    window = (slice(y0, y0 + width), slice(x0, x0 + width))
+    return window, (cx - x0, cy - y0, radius, width)
 
 
 def colour_error(clip: np.ndarray, color: str) -> float:
     """Mean RGB distance (0-255) of the shape's core pixels (the mask, less its edge) to the
     captioned colour; NaN if no frame shows a shape."""
-    if color not in COLORS:
-        raise ValueError(f"color={color!r}; accepted: {list(COLORS)}")
+    _check_choice("color", color, COLORS)
     masks = shape_masks(clip)
     core = masks & _shrink(masks)
     core = np.where(core.any(axis=(1, 2), keepdims=True), core, masks)   # tiny shapes: all of it
@@ -159,11 +248,11 @@ def path_error(clip: np.ndarray, reference: np.ndarray) -> float:
     return float(np.nanmean(distance)) if np.isfinite(distance).any() else float("nan")
 
 
-def fidelity(clip: np.ndarray, caption: str) -> dict:
-    """The fidelity of one clip to its caption: {"shape_iou": mean over frames,
-    "colour_error", "background_flicker"}."""
+def fidelity(clip: np.ndarray, caption: str, style: str = "solid") -> dict:
+    """The fidelity of one clip to its caption, its shape measured against the template
+    drawn in `style`: {"shape_iou": mean over frames, "colour_error", "background_flicker"}."""
     truth = caption_truth(caption)
-    ious = shape_iou(clip, truth["shape"])
+    ious = shape_iou(clip, truth["shape"], style)
     return {"shape_iou": float(np.nanmean(ious)) if np.isfinite(ious).any() else 0.0,
             "colour_error": colour_error(clip, truth["color"]),
             "background_flicker": background_flicker(clip)}
@@ -183,6 +272,27 @@ def bootstrap_interval(values, confidence: float = 0.95, resamples: int = 2000,
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def _check_choice(name: str, value, accepted) -> None:
+    if value not in accepted:
+        raise ValueError(f"{name}={value!r}; accepted: {list(accepted)}")
+
+
+def _fill_holes(masks: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool -> the masks with their holes filled: every pixel that the frame's
+    border cannot reach through pixels outside the mask (stepping up, down, left, right)."""
+    outside = ~masks
+    reached = np.zeros_like(masks)
+    reached[:, [0, -1], :] = outside[:, [0, -1], :]
+    reached[:, :, [0, -1]] |= outside[:, :, [0, -1]]
+    while True:
+        padded = np.pad(reached, ((0, 0), (1, 1), (1, 1)))
+        grown = (reached | padded[:, :-2, 1:-1] | padded[:, 2:, 1:-1] | padded[:, 1:-1, :-2]
+                 | padded[:, 1:-1, 2:]) & outside
+        if (grown == reached).all():
+            return ~reached
+        reached = grown
 
 
 def _shrink(masks: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """A text-conditioned denoiser: the text encoder and the network, trained and saved together.
 
-One class, four stages (the paper's models, in the order they are trained):
+One class, five stages (the paper's models, in the order they are trained):
 - "t2i": ToyTextEncoder + UNet2D on single frames.
+- "style": the T2I model fine-tuned on frames of one style (its text encoder frozen); the
+  video model's spatial weights are interpolated towards it (stylized generation, 4.1).
 - "video": the same text encoder (frozen) + the STUNet inflated from that UNet2D.
 - "conditioning": the video model with 4 more input channels <C, M> (masked clip + mask),
   fine-tuned for image-to-video, inpainting and cinemagraphs.
@@ -19,15 +21,16 @@ from .config import Config, STUNetConfig, UNetConfig
 from .nn import STUNet, UNet2D
 from .text import build_text_encoder
 
-STAGES = ("t2i", "video", "conditioning", "ssr")
-COND_CHANNELS = {"t2i": 0, "video": 0, "conditioning": 4, "ssr": 3}   # extra input channels
+STAGES = ("t2i", "style", "video", "conditioning", "ssr")
+IMAGE_STAGES = ("t2i", "style")                       # single frames, a UNet2D
+COND_CHANNELS = {"t2i": 0, "style": 0, "video": 0, "conditioning": 4, "ssr": 3}   # extra input channels
 
 
 def stage_networks(cfg: Config, stage: str) -> tuple[UNetConfig, STUNetConfig | None]:
     """The U-Net config and (for video stages) the inflation config a stage's network uses."""
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r}; choose one of {list(STAGES)}")
-    if stage == "t2i":
+    if stage in IMAGE_STAGES:
         return cfg.unet, None
     if stage == "video":
         return cfg.unet, cfg.stunet
@@ -52,8 +55,12 @@ class TextConditionedDenoiser(nn.Module):
         self.cfg, self.stage = cfg, stage
         self.text = build_text_encoder(cfg.text)
         self.net = UNet2D(unet_cfg) if stunet_cfg is None else STUNet(unet_cfg, stunet_cfg)
-        if stage in ("video", "conditioning") and cfg.stunet.freeze_spatial:
+        if stage == "style" or (stage in ("video", "conditioning") and cfg.stunet.freeze_spatial):
             self.text.requires_grad_(False)        # the T2I model's text encoder stays as it was
+
+    @property
+    def is_image_model(self) -> bool:
+        return self.stage in IMAGE_STAGES
 
     @property
     def cond_channels(self) -> int:

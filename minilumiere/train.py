@@ -29,7 +29,7 @@ from . import checkpoints, conditioning, ssr
 from .config import Config
 from .data import ToyVideos, render_cinemagraph, render_clip, to_tensor, to_uint8
 from .diffusion import Schedule, add_noise, training_target
-from .model import STAGES, TextConditionedDenoiser
+from .model import IMAGE_STAGES, STAGES, TextConditionedDenoiser
 from .nn import inflate
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -56,7 +56,9 @@ class TrainingExamples(Dataset):
 
     def __init__(self, cfg: Config, stage: str):
         size, grain = (cfg.ssr_size, ssr.grain_block(cfg)) if stage == "ssr" else (cfg.size, 0)
-        self.videos = ToyVideos("train", cfg.frames, size, seed=cfg.train.seed, grain=grain)
+        style = cfg.train.style if stage == "style" else "solid"
+        self.videos = ToyVideos("train", cfg.frames, size, seed=cfg.train.seed, grain=grain,
+                                style=style)
         self.stage, self.cfg = stage, cfg
         parts = cfg.train.cond_task_parts
         if stage == "conditioning" and (len(parts) != len(COND_TASKS) or min(parts) < 0
@@ -71,7 +73,7 @@ class TrainingExamples(Dataset):
         clip, caption = self.videos[index]                       # (3, T, H, W)
         generator = torch.Generator().manual_seed(example_seed(self.cfg.train.seed, index))
         cond = clip.new_zeros(0, *clip.shape[1:])
-        if self.stage == "t2i":
+        if self.stage in IMAGE_STAGES:
             frame = int(torch.randint(clip.shape[1], (1,), generator=generator))
             clip, cond = clip[:, frame], cond[:, frame]         # (3, H, W)
         if torch.rand((), generator=generator) < self.cfg.train.caption_dropout:
@@ -195,12 +197,15 @@ def build_run(cfg: Config, stage: str, out: Path, resume: bool, init: Path | Non
 
     torch.manual_seed(cfg.train.seed)
     model = TextConditionedDenoiser(cfg, stage)
+    if stage == "style" and not resume:
+        model = styled_from(cfg, init)
     if stage == "video" and not resume:
         model = inflated_from(cfg, init)
     if stage == "conditioning" and not resume:
         model = conditioned_from(cfg, init)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=base_lr(cfg, stage),
+                                  weight_decay=cfg.train.weight_decay)
     ema = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     run = Run(cfg, stage, out, model, optimizer, ema)
     if resume:
@@ -208,14 +213,28 @@ def build_run(cfg: Config, stage: str, out: Path, resume: bool, init: Path | Non
     return run
 
 
-def inflated_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
-    """A video model whose text encoder and spatial weights come from a T2I checkpoint."""
+def styled_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
+    """The T2I model to fine-tune on one style: its weights, its text encoder frozen."""
+    t2i = t2i_checkpoint(cfg, init, "style")
+    model = TextConditionedDenoiser(cfg, "style")
+    model.load_state_dict(t2i.state_dict())
+    return model
+
+
+def t2i_checkpoint(cfg: Config, init: Path | None, stage: str) -> TextConditionedDenoiser:
+    """The T2I model `--init` names, checked to fit `cfg`."""
     if init is None:
-        raise TrainingError("--stage video needs --init: the T2I checkpoint to inflate")
+        raise TrainingError(f"--stage {stage} needs --init: the T2I checkpoint to start from")
     t2i = checkpoints.load(init)
     if t2i.stage != "t2i" or t2i.cfg.unet != cfg.unet or t2i.cfg.text != cfg.text:
         raise TrainingError(f"--init {init} is stage {t2i.stage!r} with another U-Net or text "
                             f"config; it must be a T2I checkpoint of config {cfg.name!r}")
+    return t2i
+
+
+def inflated_from(cfg: Config, init: Path | None) -> TextConditionedDenoiser:
+    """A video model whose text encoder and spatial weights come from a T2I checkpoint."""
+    t2i = t2i_checkpoint(cfg, init, "video")
     model = TextConditionedDenoiser(cfg, "video")
     model.text.load_state_dict(t2i.text.state_dict())
     model.net = inflate(t2i.net, cfg.stunet)
@@ -288,9 +307,13 @@ def update_ema(run: Run) -> None:
                 run.ema[name].lerp_(p.detach(), 1 - decay)
 
 
-def learning_rate(cfg: Config, step: int) -> float:
+def learning_rate(cfg: Config, stage: str, step: int) -> float:
     """Linear warm-up, then constant (runs end by time; the EMA does the averaging)."""
-    return cfg.train.lr * min(1.0, (step + 1) / max(1, cfg.train.warmup_steps))
+    return base_lr(cfg, stage) * min(1.0, (step + 1) / max(1, cfg.train.warmup_steps))
+
+
+def base_lr(cfg: Config, stage: str) -> float:
+    return cfg.train.style_lr if stage == "style" else cfg.train.lr
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -340,7 +363,7 @@ def train(cfg: Config, stage: str, out, resume: bool = False, init=None,
             now = time.perf_counter()
             rate = window_samples / (now - window_start)
             if rank == 0:
-                _log(out / METRICS, {"step": run.step, "loss": loss, "lr": learning_rate(cfg, run.step - 1),
+                _log(out / METRICS, {"step": run.step, "loss": loss, "lr": learning_rate(cfg, run.stage, run.step - 1),
                                      "samples_per_s": round(rate, 2),
                                      "data_wait": round(waiting / (now - window_start), 3),
                                      "elapsed_s": round(now - started, 1)})
@@ -372,7 +395,7 @@ def train_step(run: Run, network, schedule, x0, captions, t, noise, device,
     x_t = add_noise(schedule, x0, t, noise)
     target = training_target(x0, noise, schedule.abar(t, x0), cfg.diffusion.prediction)
     for group in run.optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, run.step)
+        group["lr"] = learning_rate(cfg, run.stage, run.step)
     with torch.autocast(device.type, dtype=torch.bfloat16,
                         enabled=cfg.train.bf16 and device.type == "cuda"):
         prediction = network(x_t, t, ids.to(device), mask.to(device),
@@ -421,7 +444,7 @@ def save_samples(run: Run, device, captions=None) -> Path:
     else:
         clips = sample(model, captions, seed=0, steps=20)
     folder = run.out / "samples"
-    if run.stage != "t2i":
+    if run.stage not in IMAGE_STAGES:
         write_video(folder / f"step_{run.step:06d}.gif", np.concatenate(clips, axis=2))
     return save_frame_grid(clips, folder / f"step_{run.step:06d}.png", titles=captions)
 

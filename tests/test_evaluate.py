@@ -1,14 +1,14 @@
 """The evaluation module: each measure on clips whose answer is known.
 
-Rendered clips are the reference (the world's own shapes and colours); hand-made clips
-break one property at a time (a pinched square, a wrong colour, a flickering background)
-and the matching measure must see it.
+Rendered clips are the reference (the world's own shapes and colours, solid or outlined);
+hand-made clips break one property at a time (a pinched square, a wrong colour, a flickering
+background, a half-filled hole) and the matching measure must see it.
 """
 import numpy as np
 import pytest
 
 from minilumiere import evaluate
-from minilumiere.data import COLORS, SHAPES, captions, render_clip
+from minilumiere.data import COLORS, SHAPES, STYLES, captions, render_clip
 from minilumiere.data.toyvideos import _composite, trajectory
 
 CAPTIONS = ["a red circle moving left", "a green square moving up", "a blue triangle moving down",
@@ -42,16 +42,29 @@ def test_oracle_hits_and_table_follow_the_caption():
     assert table == {"color": 100.0, "shape": 100.0, "direction": 50.0, "all": 50.0}
 
 
-@pytest.mark.parametrize("size, floor", [(16, 0.85), (64, 0.97)])
-def test_rendered_shapes_fit_their_own_template_best(size, floor):
-    for caption in captions("all")[::12]:
-        clip = render_clip(caption, seed=7, size=size)
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("size, floor, margin", [(16, 0.85, 0.0), (64, 0.97, 0.05)])
+def test_rendered_shapes_fit_their_own_template_best(size, floor, margin, style):
+    """At 16 px a small solid square's mask (pixels at least half covered) can be a circle's
+    too: some clips fit both at IoU 1.0, so only 64 px must tell the shapes apart by a margin."""
+    for caption in captions("all")[::7]:                      # every colour, shape, direction
+        clip = render_clip(caption, seed=7, size=size, frames=4, style=style)
         shape = evaluate.caption_truth(caption)["shape"]
-        own = np.nanmean(evaluate.shape_iou(clip, shape))
+        own = np.nanmean(evaluate.shape_iou(clip, shape, style))
         assert own >= floor, (caption, own)
         for other in SHAPES:
             if other != shape:
-                assert np.nanmean(evaluate.shape_iou(clip, other)) < own - 0.05, (caption, other)
+                assert np.nanmean(evaluate.shape_iou(clip, other, style)) <= own - margin, (
+                    caption, other)
+
+
+def test_an_outline_fits_the_outlined_template_better_than_the_solid_one():
+    for shape in SHAPES:
+        caption = f"a cyan {shape} moving right"
+        clip = render_clip(caption, seed=2, size=64, frames=4, style="outlined")
+        assert (np.nanmean(evaluate.shape_iou(clip, shape, "outlined"))
+                > np.nanmean(evaluate.shape_iou(clip, shape)) + 0.1), shape
+        assert evaluate.fidelity(clip, caption, "outlined")["shape_iou"] > 0.97
 
 
 def pinched_square(size: int, frames: int = 8) -> np.ndarray:
@@ -127,17 +140,68 @@ def test_bootstrap_interval_holds_the_mean_and_narrows_with_more_clips():
         evaluate.bootstrap_interval([1.0, np.nan])
 
 
+STYLE_CAPTIONS = {shape: [c for c in captions("all") if f" {shape} " in c][::5] for shape in SHAPES}
+
+
+@pytest.mark.parametrize("size, frames, solid_below, outlined_above", [(16, 16, 0.1, 0.85),
+                                                                       (64, 4, 0.05, 0.95)])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_style_score_tells_solid_from_outlined_on_every_shape(shape, size, frames, solid_below,
+                                                             outlined_above):
+    """Several captions and seeds, over the world's background and a lighter one. The
+    thresholds sit beyond the extremes measured on 32 rendered clips per shape, style and
+    size (16 px: solid at most 0.044, outlined at least 0.899, the triangle's hole being a
+    few partial pixels; 64 px: 0.020 and 0.980)."""
+    for index, caption in enumerate(STYLE_CAPTIONS[shape]):
+        seed, background = 11 + index, ((16, 16, 24), (40, 40, 48))[index % 2]
+        scores = {style: evaluate.style_score(render_clip(caption, seed, frames, size,
+                                                          background=background, style=style))
+                  for style in STYLES}
+        assert scores["solid"] < solid_below and scores["outlined"] > outlined_above, (caption, scores)
+
+
+@pytest.mark.parametrize("size, frames", [(16, 16), (64, 4)])
+def test_a_half_filled_hole_scores_in_between(size, frames):
+    """A render blended w of the way from solid to outlined holds 1 - w of the colour in the
+    hole, so its score is about w."""
+    for shape in SHAPES:
+        caption = f"a yellow {shape} moving down"
+        solid, outlined = (render_clip(caption, 3, frames, size, style=style).astype(np.float64)
+                           for style in STYLES)
+        scores = [evaluate.style_score(np.round((1 - w) * solid + w * outlined).astype(np.uint8))
+                  for w in (0.25, 0.5, 0.75)]
+        np.testing.assert_allclose(scores, [0.25, 0.5, 0.75], atol=0.06, err_msg=shape)
+
+
+def test_style_score_is_per_frame_and_nan_without_a_shape():
+    clip = render_clip(CAPTIONS[1], seed=0, size=16, frames=4, style="outlined")
+    clip[2] = clip[0, 0, 0]                                     # frame 2: background only
+    scores = evaluate.frame_style_scores(clip)
+    assert scores.shape == (4,) and np.isnan(scores[2]) and np.all(scores[[0, 1, 3]] > 0.85)
+    assert evaluate.style_score(clip) == pytest.approx(np.mean(scores[[0, 1, 3]]))
+    assert np.isnan(evaluate.style_score(np.full((4, 16, 16, 3), 16, np.uint8)))
+    noise = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype(np.uint8)
+    assert np.isnan(evaluate.frame_style_scores(noise)).all()  # no template explains noise
+
+
+@pytest.mark.parametrize("measure", [lambda clip: evaluate.shape_iou(clip, "circle"),
+                                     evaluate.style_score, evaluate.frame_style_scores])
 @pytest.mark.parametrize("clip, error, match", [
     ([[1]], TypeError, "numpy array"),
     (np.zeros((4, 16, 16, 3), np.float32), TypeError, "dtype float32"),
     (np.zeros((4, 16, 12, 3), np.uint8), ValueError, r"shape \(4, 16, 12, 3\)"),
     (np.zeros((1, 16, 16, 3), np.uint8), ValueError, "T >= 2"),
 ])
-def test_bad_clips_are_refused_with_what_is_accepted(clip, error, match):
+def test_bad_clips_are_refused_with_what_is_accepted(measure, clip, error, match):
     with pytest.raises(error, match=match):
-        evaluate.shape_iou(clip, "circle")
+        measure(clip)
 
 
-def test_an_unknown_shape_is_refused_with_the_accepted_ones():
+def test_an_unknown_shape_or_style_is_refused_with_the_accepted_ones():
+    clip = render_clip(CAPTIONS[0], size=16)
     with pytest.raises(ValueError, match=r"shape='hexagon'; accepted: \['circle'"):
-        evaluate.shape_iou(render_clip(CAPTIONS[0], size=16), "hexagon")
+        evaluate.shape_iou(clip, "hexagon")
+    with pytest.raises(ValueError, match=r"style='wavy'; accepted: \['solid', 'outlined'\]"):
+        evaluate.shape_iou(clip, "circle", style="wavy")
+    with pytest.raises(ValueError, match=r"style='wavy'; accepted"):
+        evaluate.fidelity(clip, CAPTIONS[0], style="wavy")

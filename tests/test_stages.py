@@ -259,3 +259,39 @@ def test_downsample_is_an_area_average():
 def test_stage_networks_name_bad_stages():
     with pytest.raises(ValueError, match="stage='audio'"):
         TextConditionedDenoiser(SMOKE, "audio")
+
+
+# ---------------------------------------------------------------- style (stylized generation)
+
+def test_style_examples_are_single_frames_in_the_style():
+    examples = TrainingExamples(SMOKE, "style")
+    frame, caption, _, _, cond = examples[3]
+    clip, _ = examples.videos[3]
+    assert frame.shape == (3, SMOKE.size, SMOKE.size) and cond.shape[0] == 0
+    assert examples.videos.style == SMOKE.train.style == "outlined"
+    assert any(torch.equal(frame, clip[:, f]) for f in range(clip.shape[1]))
+
+
+def test_style_stage_fine_tunes_the_unet_and_ships_only_what_changed(t2i_checkpoint, tmp_path):
+    """The fine-tune starts from the T2I weights, trains the U-Net with the text encoder
+    frozen, and its exported file extends the exported T2I file with the U-Net alone."""
+    start = build_run(SMOKE, "style", tmp_path / "fresh", False, t2i_checkpoint).model
+    t2i = checkpoints.load(t2i_checkpoint)                # its EMA weights, as exported
+    assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), t2i.state_dict().values()))
+    assert not any(p.requires_grad for p in start.text.parameters())
+    path = train(SMOKE, "style", tmp_path / "style", init=t2i_checkpoint, max_steps=3, progress=False)
+    base = checkpoints.export(t2i_checkpoint, tmp_path / "ship" / "t2i.safetensors")
+    shipped = checkpoints.export(path, tmp_path / "ship" / "style.safetensors", base=base)
+    keys = checkpoints.read_tensors(shipped).keys()
+    assert keys and all(key.startswith("ema.net.") for key in keys)
+    styled, plain = checkpoints.load(shipped), checkpoints.load(base)
+    assert styled.stage == "style" and styled.is_image_model
+    assert all(torch.equal(a, b) for a, b in zip(styled.text.state_dict().values(),
+                                                 plain.text.state_dict().values()))
+    assert not torch.equal(styled.net.conv_out.weight, plain.net.conv_out.weight)
+
+
+def test_style_stage_needs_a_t2i_checkpoint(tmp_path, video_checkpoint):
+    for init in (None, video_checkpoint):
+        with pytest.raises(TrainingError, match="style.*T2I checkpoint|must be a T2I checkpoint"):
+            build_run(SMOKE, "style", tmp_path / "run", False, init)

@@ -31,3 +31,10 @@ python -m minilumiere export "$runs/conditioning/checkpoint.safetensors" \
     checkpoints/toy/conditioning.safetensors --base checkpoints/toy/t2i.safetensors
 cp "$runs/ssr/metrics.jsonl" checkpoints/toy/ssr_metrics.jsonl
 cp "$runs/conditioning/metrics.jsonl" checkpoints/toy/conditioning_metrics.jsonl
+# Style: the T2I model fine-tuned on outlined frames (stylized generation, chapter 9), 800 steps
+# of 64 frames from the exported T2I file; the exported file holds only the U-Net weights.
+python -m minilumiere train --stage style --config toy --out "$runs/style" \
+    --init checkpoints/toy/t2i.safetensors --minutes 30
+python -m minilumiere export "$runs/style/checkpoint.safetensors" checkpoints/toy/style.safetensors \
+    --base checkpoints/toy/t2i.safetensors
+cp "$runs/style/metrics.jsonl" checkpoints/toy/style_metrics.jsonl
