@@ -1,8 +1,9 @@
-"""Command line: python -m minilumiere {render,train,export,sample,bench} ...
+"""Command line: python -m minilumiere {render,train,export,sample,edit,bench} ...
 
     python -m minilumiere render "a red circle moving left" --out outputs/clip.mp4
     python -m minilumiere train --stage t2i --config toy --out runs/toy/t2i
     python -m minilumiere sample "a red circle moving left" --out outputs/clip.mp4
+    python -m minilumiere edit outputs/clip.mp4 "a blue circle moving left" --strength 0.6
     python -m minilumiere bench nets
 """
 from __future__ import annotations
@@ -52,6 +53,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="0 to 1: the video model's spatial weights towards the style model's")
     sample.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
     sample.add_argument("--out", default="outputs/clip.mp4", help=".mp4 or .gif")
+
+    edit = commands.add_parser("edit", help="video-to-video: re-caption a clip from a file (SDEdit)")
+    edit.add_argument("input", help=".mp4, .gif or .npy: a clip with the model's frame count "
+                                    "and square frames, a multiple of the base size")
+    edit.add_argument("caption", help="the new caption")
+    edit.add_argument("--strength", type=float, default=0.6,
+                      help="in (0, 1]: how far to noise the clip (small keeps it, 1 starts afresh)")
+    edit.add_argument("--seed", type=int, default=0)
+    edit.add_argument("--steps", type=int)
+    edit.add_argument("--ssr-steps", type=int, help="DDIM steps of the SSR model")
+    edit.add_argument("--style", type=float, default=0.0,
+                      help="0 to 1: the video model's spatial weights towards the style model's")
+    edit.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
+    edit.add_argument("--out", default="outputs/edit.mp4", help=".mp4 or .gif")
 
     bench = commands.add_parser("bench", help="run a benchmark script from benchmarks/")
     bench.add_argument("name", help="e.g. nets, oracle, toy_quality")
@@ -111,6 +126,24 @@ def _sample(args) -> int:
     return 0
 
 
+def _edit(args) -> int:
+    from .pipeline import load_pipeline
+    from .viz import read_video, save_frame_grid, upscale, write_video
+
+    pipe = load_pipeline(args.weights)
+    given = read_video(args.input, pipe.cfg.size)
+    clip, base = pipe.video_to_video(given, args.caption, strength=args.strength, seed=args.seed,
+                                     steps=args.steps, ssr_steps=args.ssr_steps, style=args.style,
+                                     return_base=True)
+    video = write_video(args.out, clip)
+    factor = clip.shape[1] // base.shape[1]
+    grid = save_frame_grid([upscale(given, factor), upscale(base, factor), clip],
+                           Path(args.out).with_suffix(".png"),
+                           titles=["given", f"edited {base.shape[1]}px", f"SSR {clip.shape[1]}px"])
+    print(f"video: {video}\nframe grid: {grid}")
+    return 0
+
+
 def _bench(args) -> int:
     script = REPOSITORY / "benchmarks" / f"{args.name}.py"
     if not script.is_file():
@@ -122,7 +155,7 @@ def _bench(args) -> int:
 
 
 COMMANDS = {"render": _render, "train": _train, "export": _export, "sample": _sample,
-            "bench": _bench}
+            "edit": _edit, "bench": _bench}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -141,10 +141,11 @@ class Pipeline:
                  ssr: TextConditionedDenoiser | None = None,
                  conditioned: TextConditionedDenoiser | None = None,
                  style: TextConditionedDenoiser | None = None):
-        if style is not None and style.net.cfg != video.net.unet_cfg:
-            raise ValueError(f"the style model (stage {style.stage!r}) is not a U-Net shaped like "
-                             f"the video model's spatial one; use a T2I model fine-tuned from the "
-                             f"video model's own T2I model")
+        if style is not None and not _fine_tuned_from(style, video):
+            raise ValueError(f"the style model (stage {style.stage!r}) was not fine-tuned from the "
+                             f"video model's T2I model (its U-Net is shaped otherwise or its text "
+                             f"encoder differs): use a style file made with `train --stage style "
+                             f"--init` the T2I file the video model extends")
         self.video, self.t2i, self.ssr, self.conditioned, self.style = (
             None if m is None else m.eval() for m in (video, t2i, ssr, conditioned, style))
         self.cfg = video.cfg
@@ -346,6 +347,15 @@ def _mask_tensor(name: str, mask, shape) -> torch.Tensor:
     if mask.shape != tuple(shape):
         raise ValueError(f"{name} has shape {mask.shape}; it must be {tuple(shape)} to match")
     return torch.from_numpy(mask.copy())
+
+
+def _fine_tuned_from(style: TextConditionedDenoiser, video: TextConditionedDenoiser) -> bool:
+    """Whether a style model comes from the T2I model a video model was inflated from: the
+    same U-Net shape, and the same (frozen) text encoder."""
+    if style.stage != "style" or style.net.cfg != video.net.unet_cfg:
+        return False
+    theirs = video.text.state_dict()
+    return all(torch.equal(value, theirs[name]) for name, value in style.text.state_dict().items())
 
 
 def _is_number(value) -> bool:

@@ -88,6 +88,34 @@ def show_clips(clips, titles=None, fps: int = 8, size: int = 128, columns: int =
         mediapy.show_videos(dict(zip(titles, enlarged)), fps=fps, codec="gif", columns=columns)
 
 
+def read_video(path, size: int) -> np.ndarray:
+    """A video file (.mp4 or .gif, as `write_video` writes them, or a .npy array) as a
+    (T, size, size, 3) uint8 clip: square frames whose side is a multiple of `size`,
+    area-averaged down to it (a clip `write_video` enlarged comes back at its own size)."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no video at {path}")
+    if path.suffix == ".npy":
+        clip = np.load(path, allow_pickle=False)
+    else:                             # imageio-ffmpeg's reader, with the ffmpeg its wheel ships
+        frames = imageio_ffmpeg.read_frames(str(path))
+        width, height = next(frames)["size"]
+        clip = np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3)
+                         for frame in frames])
+    if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
+        raise ValueError(f"{path} holds an array of shape {clip.shape} and dtype {clip.dtype}; "
+                         f"a clip is (T, H, W, 3) uint8")
+    side = clip.shape[1]
+    if side != clip.shape[2] or side % size:
+        raise ValueError(f"{path} has {clip.shape[1]}x{clip.shape[2]} frames; accepted: square "
+                         f"frames whose side is a multiple of {size} px")
+    factor = side // size
+    blocks = clip.reshape(len(clip), size, factor, size, factor, 3).astype(np.float64)
+    return np.round(blocks.mean(axis=(2, 4))).astype(np.uint8)
+
+
 def write_video(path, clip: np.ndarray, fps: int = 8, size: int = 256) -> Path:
     """Write a clip to .mp4 or .gif (by suffix), enlarged to about `size` pixels wide."""
     import mediapy

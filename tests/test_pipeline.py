@@ -11,6 +11,7 @@ from minilumiere.config import get_config
 from minilumiere.data import render_clip, to_tensor
 from minilumiere.pipeline import Pipeline, sample
 from minilumiere.train import train
+from minilumiere.viz import read_video, upscale, write_video
 
 SMOKE = get_config("smoke")
 CAPTION = "a red circle moving left"
@@ -70,6 +71,37 @@ def test_sample_command_writes_the_video_and_its_frame_grid(ship, tmp_path, caps
     assert "blob" in capsys.readouterr().err
     assert main(["sample", CAPTION, "--weights", str(ship), "--style", "1.5"]) == 1
     assert "style=1.5 must be a number from 0" in capsys.readouterr().err
+
+
+def test_edit_command_re_captions_a_clip_from_a_file(ship, tmp_path, capsys):
+    """`edit` reads a clip as `render` writes it (enlarged, mp4), brings it to the base size
+    and writes the edited clip and a grid of given, edited and SSR frames."""
+    cfg = get_config("smoke")
+    given = tmp_path / "given.mp4"
+    assert main(["render", CAPTION, "--frames", str(cfg.frames), "--size", str(cfg.size),
+                 "--out", str(given)]) == 0
+    out = tmp_path / "edited.gif"
+    assert main(["edit", str(given), "a blue circle moving left", "--strength", "0.5",
+                 "--weights", str(ship), "--steps", "2", "--ssr-steps", "1", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0 and out.with_suffix(".png").stat().st_size > 0
+    capsys.readouterr()
+    for argv, message in [(["--strength", "0"], "strength=0.0 must be a number in"),
+                          (["--style", "2"], "style=2.0 must be a number from 0")]:
+        assert main(["edit", str(given), CAPTION, "--weights", str(ship), *argv]) == 1
+        assert message in capsys.readouterr().err
+    assert main(["edit", str(tmp_path / "missing.mp4"), CAPTION, "--weights", str(ship)]) == 1
+    assert "no video at" in capsys.readouterr().err
+
+
+def test_read_video_brings_a_written_clip_back_to_its_size(tmp_path):
+    clip = render_clip(CAPTION, seed=2, frames=8, size=16)
+    np.save(tmp_path / "clip.npy", upscale(clip, 4))
+    assert np.array_equal(read_video(tmp_path / "clip.npy", 16), clip)
+    write_video(tmp_path / "clip.gif", clip)                   # enlarged to 256 px, palette
+    assert np.abs(read_video(tmp_path / "clip.gif", 16).astype(int) - clip).mean() < 3
+    np.save(tmp_path / "odd.npy", clip[:, :, :15])
+    with pytest.raises(ValueError, match="accepted: square frames whose side is a multiple of 16"):
+        read_video(tmp_path / "odd.npy", 16)
 
 
 def test_upsample_alone(pipe):
@@ -193,8 +225,13 @@ def test_the_style_model_is_loaded_from_style_safetensors(pipe, ship):
     saved = checkpoints.load(ship / "style.safetensors").state_dict()
     assert all(torch.equal(v, saved[k]) for k, v in pipe.style.state_dict().items())
     assert Pipeline(pipe.video).style is None
-    with pytest.raises(ValueError, match="style model .* not a U-Net shaped like"):
+    with pytest.raises(ValueError, match="style model .* was not fine-tuned from the video"):
         Pipeline(pipe.video, style=pipe.video)
+    foreign = checkpoints.load(ship / "style.safetensors")       # a style model of another T2I
+    with torch.no_grad():
+        next(foreign.text.parameters()).add_(1.0)
+    with pytest.raises(ValueError, match="its text encoder differs"):
+        Pipeline(pipe.video, style=foreign)
 
 
 @pytest.fixture(scope="module")
