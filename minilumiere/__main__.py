@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("--out", default="outputs/toy.mp4", help=".mp4 or .gif")
 
     train = commands.add_parser("train", help="train one stage (resumable; DDP under torchrun)")
-    train.add_argument("--stage", required=True, choices=["t2i", "style", "video", "conditioning", "ssr"])
+    train.add_argument("--stage", required=True,
+                       choices=["t2i", "style", "video", "conditioning", "ssr"])
     train.add_argument("--config", default="toy", help="smoke, toy or full")
     train.add_argument("--out", required=True, help="folder for checkpoint, metrics, samples")
     train.add_argument("--init", help="style: the T2I checkpoint to fine-tune; video: the T2I "
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--guidance", type=float)
     sample.add_argument("--ssr-steps", type=int, help="DDIM steps of the SSR model")
     sample.add_argument("--style", type=float, default=0.0,
-                        help="0 to 1: the video model's spatial weights towards the style model's")
+                        help="0 to 1: the video model's spatial weights towards the style's")
     sample.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
     sample.add_argument("--out", default="outputs/clip.mp4", help=".mp4 or .gif")
 

@@ -70,12 +70,13 @@ class TrainingExamples(Dataset):
         return len(self.videos)
 
     def __getitem__(self, index: int):
-        clip, caption = self.videos[index]                       # (3, T, H, W)
         generator = torch.Generator().manual_seed(example_seed(self.cfg.train.seed, index))
+        if self.stage in IMAGE_STAGES:                          # one frame, rendered alone
+            frame = int(torch.randint(self.cfg.frames, (1,), generator=generator))
+            clip, caption = self.videos.frame(index, frame)    # (3, H, W)
+        else:
+            clip, caption = self.videos[index]                  # (3, T, H, W)
         cond = clip.new_zeros(0, *clip.shape[1:])
-        if self.stage in IMAGE_STAGES:
-            frame = int(torch.randint(clip.shape[1], (1,), generator=generator))
-            clip, cond = clip[:, frame], cond[:, frame]         # (3, H, W)
         if torch.rand((), generator=generator) < self.cfg.train.caption_dropout:
             caption = ""
         t = self.draw_timestep(generator)

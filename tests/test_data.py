@@ -413,6 +413,19 @@ def test_solid_is_the_default_style_and_a_bad_style_is_named():
             call()
 
 
+def test_one_frame_rendered_alone_is_that_frame_of_the_clip():
+    caption = "a magenta triangle moving down"
+    clip = render_clip(caption, seed=9, frames=12, size=32, grain=4, style="outlined")
+    for frame in (0, 5, 11):
+        alone = render_clip(caption, seed=9, frames=12, size=32, grain=4, style="outlined",
+                            only_frame=frame)
+        assert alone.shape == (1, 32, 32, 3) and np.array_equal(alone[0], clip[frame])
+    videos = ToyVideos(frames=12, length=2)
+    assert torch.equal(videos.frame(1, 7)[0], videos[1][0][:, 7])
+    with pytest.raises(ValueError, match="only_frame=12 is out of range; accepted: 0 to 11"):
+        render_clip(caption, frames=12, only_frame=12)
+
+
 def test_dataset_renders_in_its_style():
     clip, caption = ToyVideos(frames=4, size=16, style="outlined", length=3)[1]
     assert np.array_equal(to_uint8(clip), render_clip(caption, seed=ToyVideos(length=3).clip_seed(1),

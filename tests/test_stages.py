@@ -11,8 +11,8 @@ from minilumiere.config import get_config
 from minilumiere.model import TextConditionedDenoiser
 from minilumiere.ssr import downsample, super_resolve, upsample
 from minilumiere.diffusion import Schedule, add_noise, training_target
-from minilumiere.train import (TrainingError, TrainingExamples, build_run, read_metrics, train,
-                               train_step)
+from minilumiere.train import (TrainingError, TrainingExamples, build_run, example_seed,
+                               read_metrics, train, train_step)
 
 SMOKE = get_config("smoke")
 
@@ -263,13 +263,19 @@ def test_stage_networks_name_bad_stages():
 
 # ---------------------------------------------------------------- style (stylized generation)
 
-def test_style_examples_are_single_frames_in_the_style():
-    examples = TrainingExamples(SMOKE, "style")
-    frame, caption, _, _, cond = examples[3]
-    clip, _ = examples.videos[3]
-    assert frame.shape == (3, SMOKE.size, SMOKE.size) and cond.shape[0] == 0
-    assert examples.videos.style == SMOKE.train.style == "outlined"
-    assert any(torch.equal(frame, clip[:, f]) for f in range(clip.shape[1]))
+@pytest.mark.parametrize("stage", ["t2i", "style"])
+def test_image_examples_are_one_frame_of_the_clip_rendered_alone(stage):
+    """An image stage renders only the frame it trains on: the same pixels as that frame of
+    the whole clip, and the same frame as drawing it from the whole clip would pick."""
+    examples = TrainingExamples(SMOKE, stage)
+    assert examples.videos.style == ("outlined" if stage == "style" else "solid")
+    for index in range(4):
+        frame, caption, _, _, cond = examples[index]
+        clip, same_caption = examples.videos[index]                   # (3, T, H, W)
+        generator = torch.Generator().manual_seed(example_seed(SMOKE.train.seed, index))
+        drawn = int(torch.randint(clip.shape[1], (1,), generator=generator))
+        assert frame.shape == (3, SMOKE.size, SMOKE.size) and cond.shape == (0, SMOKE.size, SMOKE.size)
+        assert torch.equal(frame, clip[:, drawn]) and caption in (same_caption, "")
 
 
 def test_style_stage_fine_tunes_the_unet_and_ships_only_what_changed(t2i_checkpoint, tmp_path):

@@ -178,11 +178,14 @@ def trajectory(direction: str, frames: int, rng: np.random.Generator):
 
 
 def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32,
-                grain: int = 0, background=BACKGROUND, style: str = "solid") -> np.ndarray:
+                grain: int = 0, background=BACKGROUND, style: str = "solid",
+                only_frame: int | None = None) -> np.ndarray:
     """Render the clip a caption describes: (T, H, W, 3) uint8.
 
     Same caption, seed, frames and size: same clip. Position, size and speed vary by seed,
-    not by style: an outlined clip has the solid one's path and size.
+    not by style: an outlined clip has the solid one's path and size. only_frame=f renders
+    frame f of that clip alone, (1, H, W, 3), the same pixels at 1/T of the cost (what a
+    text-to-image model trains on).
     grain=g > 1 puts a static grain on the background whose g x g blocks average to the
     plain background (g must divide size); the shape and its path are the same as without.
     background: its RGB (the world's own by default; another shade keeps everything else).
@@ -195,7 +198,10 @@ def render_clip(caption: str, seed: int = 0, frames: int = 16, size: int = 32,
     _check_rgb("background", background)
     rng = np.random.default_rng([_stable_hash(caption_of(color, shape, direction)), int(seed)])
     cx, cy, radius = trajectory(direction, frames, rng)
-    alpha = shape_coverage(shape, cx * size, cy * size, np.full(frames, radius * size), size, style)
+    if only_frame is not None:
+        _check_int("only_frame", only_frame, 0, frames - 1)
+        cx, cy = cx[only_frame:only_frame + 1], cy[only_frame:only_frame + 1]
+    alpha = shape_coverage(shape, cx * size, cy * size, np.full(len(cx), radius * size), size, style)
     background = np.asarray(background, dtype=np.float64)
     if grain > 1:
         background = background + background_grain(size, grain, rng)[..., None]   # (H, W, 3)
@@ -335,9 +341,18 @@ class ToyVideos(Dataset):
         return int(np.random.default_rng([self.seed, index]).integers(2**31))
 
     def __getitem__(self, index: int):
+        """(clip (3, T, H, W), caption)."""
+        return self.render(index)
+
+    def frame(self, index: int, frame: int):
+        """(frame `frame` of item `index` alone (3, H, W), caption): for image models."""
+        clip, caption = self.render(index, only_frame=frame)
+        return clip[:, 0], caption
+
+    def render(self, index: int, only_frame: int | None = None):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} clips")
         caption = self.caption(index)
         clip = render_clip(caption, seed=self.clip_seed(index), frames=self.frames, size=self.size,
-                           grain=self.grain, style=self.style)
+                           grain=self.grain, style=self.style, only_frame=only_frame)
         return to_tensor(clip), caption
