@@ -14,18 +14,24 @@ Chapter 3, T2I U-Net:   check_sinusoids, check_TimestepEmbedding, check_ResBlock
 Chapter 4, inflation:   check_FactorizedConv, check_identity_kernel, check_downsample_time,
                         check_upsample_time, check_TemporalAttention
 Chapter 7, windows:     check_windows(my_windows), check_blend(my_blend)
+Chapter 9, applications: check_interpolate(interpolate), check_sdedit(sdedit)
 
 A module check takes your class (or an instance, whose class it builds afresh). The student
 notebooks in student/ (`python -m minilumiere.student`) name the check under each exercise.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
+from .config import get_config
+from .data import render_clip
 from .diffusion import Schedule, ddim_step, ddpm_step
+from .model import TextConditionedDenoiser
 from .multidiffusion import blend, temporal_windows
 from .nn import layers
+from .pipeline import Pipeline, interpolated
 
 
 class ExerciseError(AssertionError):
@@ -239,3 +245,58 @@ def check_blend(my_blend) -> bool:
         _compare(f"my_blend for windows {windows}", my_blend(predictions, windows, layout[0]),
                 blend(predictions, windows, layout[0]))
     return _passed("my_blend", "minilumiere.multidiffusion.blend", 4)
+
+
+# --- chapter 9: stylized generation and video-to-video ---------------------------------------
+
+STYLE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)   # 1.5: beyond the style model (an extrapolation)
+
+
+def check_interpolate(interpolate) -> bool:
+    """interpolate(base, style, a) -> {name: a * style[name] + (1 - a) * base[name]} against
+    pipeline.interpolated (chapter 9.3), on two state dicts of a small U-Net block."""
+    module = _randomized(layers.ResBlock(4, 8, 16, 2))
+    base = {name: weight.clone() for name, weight in module.state_dict().items()}
+    style = {name: weight.clone() for name, weight in _randomized(layers.ResBlock(4, 8, 16, 2), seed=1)
+             .state_dict().items()}
+    for a in STYLE_WEIGHTS:
+        with interpolated(module, style, a):
+            expected = {name: weight.clone() for name, weight in module.state_dict().items()}
+        got = interpolate(base, style, a)
+        what = f"interpolate(base, style, a={a:g})"
+        if not isinstance(got, dict):
+            raise ExerciseError(f"{what}: returned a {type(got).__name__}, expected a dict of tensors")
+        if set(got) != set(expected):
+            missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+            raise ExerciseError(f"{what}: its names differ from the state dict's: missing {missing}, "
+                                f"extra {extra}")
+        for name, weight in expected.items():
+            _compare(f"{what}[{name!r}]", got[name], weight)
+    return _passed("interpolate", "minilumiere.pipeline.interpolated", len(STYLE_WEIGHTS))
+
+
+SDEDIT_STRENGTHS = (0.3, 0.6, 1.0)
+
+
+def check_sdedit(sdedit) -> bool:
+    """sdedit(model, clip, caption, strength, seed, steps) -> (T, H, W, 3) uint8 against
+    Pipeline.video_to_video's base clip (chapter 9.5), on a small random video model (the
+    smoke preset's, its weights randomised) at three strengths. Values may differ by one grey
+    level (float rounding)."""
+    cfg = get_config("smoke")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _randomized(TextConditionedDenoiser(cfg, "video"))
+    clip = render_clip("a red circle moving right", seed=1, frames=cfg.frames, size=cfg.size)
+    caption, seed, steps = "a blue square moving right", 3, 8
+    for strength in SDEDIT_STRENGTHS:
+        what = f"sdedit(model, clip, caption, strength={strength:g}, seed={seed}, steps={steps})"
+        got = sdedit(model, clip, caption, strength, seed, steps)
+        if not isinstance(got, np.ndarray):
+            raise ExerciseError(f"{what}: returned a {type(got).__name__}, expected a numpy array "
+                                f"(T, H, W, 3) uint8")
+        if got.dtype != np.uint8:
+            raise ExerciseError(f"{what}: returned dtype {got.dtype}, expected uint8 (to_uint8)")
+        expected = Pipeline(model).video_to_video(clip, caption, strength, seed=seed, steps=steps)
+        _compare(what, torch.from_numpy(got).double(), torch.from_numpy(expected).double(), atol=1)
+    return _passed("sdedit", "minilumiere.pipeline.Pipeline.video_to_video", len(SDEDIT_STRENGTHS))

@@ -11,6 +11,7 @@ from minilumiere import exercises, stamp, student
 from minilumiere.diffusion import Schedule, ddim_step, ddpm_step
 from minilumiere.multidiffusion import blend, temporal_windows
 from minilumiere.nn import layers
+from minilumiere.pipeline import Pipeline
 
 
 def build_it_objects() -> dict[str, tuple[str, str, str]]:
@@ -108,6 +109,9 @@ PACKAGE = {
     "TemporalAttention": layers.TemporalAttention,
     "my_windows": temporal_windows,
     "my_blend": blend,
+    "interpolate": lambda base, style, a: {name: torch.lerp(w, style[name], float(a)) for name, w in base.items()},
+    "sdedit": lambda model, clip, caption, strength, seed=0, steps=50: Pipeline(model).video_to_video(
+        clip, caption, strength, seed=seed, steps=steps),
 }
 
 
@@ -153,6 +157,10 @@ BROKEN = [
      r"my_windows\(16, 8, 2\): got \[\(0, 8\), \(6, 14\), \(12, 20\)\], expected \[\(0, 8\), \(6, 14\), \(8, 16\)\]"),
     ("my_blend", "return total / cover.view(1, 1, -1, 1, 1)", "return total",
      r"my_blend for windows \[\(0, 8\), \(6, 14\), \(8, 16\)\]: \d+ of 576 output entries differ"),
+    ("interpolate", "a * style[name] + (1 - a) * weight", "a * weight + (1 - a) * style[name]",
+     r"interpolate\(base, style, a=0\)\['norm1.weight'\]: 4 of 4 output entries differ"),
+    ("sdedit", "ddim_sample(model_fn, x_t.shape, cut,", "ddim_sample(model_fn, x_t.shape, schedule,",
+     r"sdedit\(model, clip, caption, strength=0.3, seed=3, steps=8\): \d+ of 6144 output entries differ"),
 ]
 
 
