@@ -46,14 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sample = commands.add_parser("sample", help="generate a clip from a caption")
     sample.add_argument("caption")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--steps", type=int)
     sample.add_argument("--guidance", type=float)
-    sample.add_argument("--ssr-steps", type=int, help="DDIM steps of the SSR model")
-    sample.add_argument("--style", type=float, default=0.0,
-                        help="0 to 1: the video model's spatial weights towards the style's")
-    sample.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
-    sample.add_argument("--out", default="outputs/clip.mp4", help=".mp4 or .gif")
+    _sampling_options(sample, default_out="outputs/clip.mp4")
 
     edit = commands.add_parser("edit", help="video-to-video: re-caption a clip from a file (SDEdit)")
     edit.add_argument("input", help=".mp4, .gif or .npy: a clip with the model's frame count "
@@ -61,13 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     edit.add_argument("caption", help="the new caption")
     edit.add_argument("--strength", type=float, default=0.6,
                       help="in (0, 1]: how far to noise the clip (small keeps it, 1 starts afresh)")
-    edit.add_argument("--seed", type=int, default=0)
-    edit.add_argument("--steps", type=int)
-    edit.add_argument("--ssr-steps", type=int, help="DDIM steps of the SSR model")
-    edit.add_argument("--style", type=float, default=0.0,
-                      help="0 to 1: the video model's spatial weights towards the style model's")
-    edit.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
-    edit.add_argument("--out", default="outputs/edit.mp4", help=".mp4 or .gif")
+    _sampling_options(edit, default_out="outputs/edit.mp4")
 
     bench = commands.add_parser("bench", help="run a benchmark script from benchmarks/")
     bench.add_argument("name", help="e.g. nets, oracle, toy_quality")
@@ -79,6 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def _sampling_options(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """The options every command that samples the pipeline takes."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--ssr-steps", type=int, help="DDIM steps of the SSR model")
+    parser.add_argument("--style", type=float, default=0.0,
+                        help="0 to 1: the video model's spatial weights towards the style's")
+    parser.add_argument("--weights", default="toy", help="'toy' or a folder of checkpoints")
+    parser.add_argument("--out", default=default_out, help=".mp4 or .gif")
 
 
 def _render(args) -> int:

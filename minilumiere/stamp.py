@@ -91,18 +91,25 @@ def out_of_step(config: Path = REPOSITORY / "_config.yml") -> dict[Path, str]:
     return stale
 
 
+def write_or_check(stale: dict[Path, str], check: bool, in_step: str) -> int:
+    """Write each out-of-step file's new text, or with `check` only name them; print
+    `in_step` when there are none. The exit code: 1 when checking found any, else 0."""
+    for path, text in stale.items():
+        print(f"{'out of step' if check else 'wrote'}: {path.parent.name}/{path.name}")
+        if not check:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+    if not stale:
+        print(in_step)
+    return 1 if check and stale else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minilumiere.stamp", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only name the chapters out of step")
     args = parser.parse_args(argv)
-    stale = out_of_step()
-    for path, stamped in stale.items():
-        print(f"{'out of step' if args.check else 'stamped'}: {path.relative_to(REPOSITORY)}")
-        if not args.check:
-            path.write_text(stamped)
-    if not stale:
-        print(f"all {len(chapters())} chapters point at {book_address()[0]}")
-    return 1 if args.check and stale else 0
+    return write_or_check(out_of_step(), args.check,
+                          f"all {len(chapters())} chapters point at {book_address()[0]}")
 
 
 if __name__ == "__main__":

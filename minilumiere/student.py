@@ -150,15 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minilumiere.student", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only name the student notebooks out of step")
     args = parser.parse_args(argv)
-    stale = out_of_step()
-    for path, text in stale.items():
-        print(f"{'out of step' if args.check else 'wrote'}: {path.parent.name}/{path.name}")
-        if not args.check:
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(text)
-    if not stale:
-        print(f"all {len(stamp.chapters())} student notebooks are in step with their chapters")
-    return 1 if args.check and stale else 0
+    return stamp.write_or_check(out_of_step(), args.check, f"all {len(stamp.chapters())} student "
+                                                           f"notebooks are in step with their chapters")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import pytest
 import yaml
 from playwright.sync_api import sync_playwright
 
+from book_pages import toc_pages
+
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,17 +40,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 KNOWN_CONSOLE_ERRORS = {"Identifier 'THEBE_JS_URL' has already been declared"}
 # What MathJax leaves behind when it did not run: its delimiters, or a TeX command.
 UNRENDERED_MATH = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\[A-Za-z]+")
-
-
-def toc_pages() -> list[str]:
-    """The pages of _toc.yml in reading order, as paths without extension: "book/intro", ..."""
-    def files(entry: dict) -> list[str]:
-        own = [entry["file"]] if "file" in entry else []
-        children = [child for key in ("parts", "chapters", "sections") for child in entry.get(key, [])]
-        return own + [name for child in children for name in files(child)]
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + files(toc)
 
 
 PAGES = toc_pages()

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
+
+from book_pages import toc_pages
 
 ROOT = Path(__file__).resolve().parent.parent
 GLOSSARY = ROOT / "book" / "glossary.md"
@@ -65,17 +66,6 @@ def glossary_terms() -> list[str]:
     body = re.search(r"^```\{glossary\}\n(.*?)^```", text, re.S | re.M).group(1)
     return [line.strip() for line in body.splitlines()
             if line.strip() and not line[0].isspace() and not line.startswith(":")]
-
-
-def toc_pages() -> list[str]:
-    """The pages of _toc.yml in reading order, without extension: "book/intro", ..."""
-    def files(entry: dict) -> list[str]:
-        own = [entry["file"]] if "file" in entry else []
-        children = [child for key in ("parts", "chapters", "sections") for child in entry.get(key, [])]
-        return own + [name for child in children for name in files(child)]
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + files(toc)
 
 
 def page_cells(page: str) -> list[str]:
